@@ -1,0 +1,367 @@
+// Package pool provides tandem's two bounded worker pools and the sizing they start from.
+//
+// A Pool is an ants goroutine pool behind an admission gate. The gate holds the pool's size (how
+// many tasks run at once) and a bounded FIFO backlog of callers waiting for a slot, each for at most
+// its context's deadline; ants runs the admitted tasks on recycled goroutines. The gate exists
+// because ants cannot time a waiting Submit out or change its blocking limit live, and both are the
+// point of the threads knob: nothing waits forever and memory stays bounded.
+//
+// The same package detects the CPU and memory the process may use (cgroup v1 and v2, affinity)
+// and derives GOMAXPROCS and default pool sizes from them; see DetectResources and ApplyRuntime.
+package pool
+
+import (
+	"cmp"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/ants/v2"
+)
+
+// MaxSize is the largest size a pool accepts, and MaxBacklog the largest backlog.
+const (
+	MaxSize    = 4096
+	MaxBacklog = 100_000
+)
+
+// Errors returned by Acquire, Submit and Do. Callers shed load on ErrBacklogFull and
+// ErrQueueTimeout (an HTTP server answers 503 with Retry-After).
+var (
+	// ErrBacklogFull means every slot was busy and the backlog was full: the task was refused at once.
+	ErrBacklogFull = errors.New("pool: backlog full")
+	// ErrQueueTimeout means the task waited in the backlog until its context ended.
+	ErrQueueTimeout = errors.New("pool: timed out waiting for a slot")
+	// ErrClosed means the pool was released.
+	ErrClosed = errors.New("pool: closed")
+	// ErrInvalidSize means a size or backlog outside the allowed range was asked for.
+	ErrInvalidSize = errors.New("pool: invalid size")
+)
+
+// Options configure a Pool. Zero values mean the documented default.
+type Options struct {
+	// Name labels the pool in logs and stats ("http", "jobs"). Default "pool".
+	Name string
+	// Size is how many tasks run at once, 1..MaxSize. Default 1.
+	Size int
+	// Backlog is how many callers may wait for a slot, 0..MaxBacklog. The zero value means no
+	// backlog (refuse at once when full); this is the one field where zero is not "a default",
+	// because an empty backlog is a meaningful setting.
+	Backlog int
+	// PinCPUs, when non-empty, pins each worker's OS thread to one of these CPUs, round-robin
+	// (see PinThread). Empty: workers float like any goroutine.
+	PinCPUs []int
+	// Logger receives panics recovered from tasks. Default slog.Default().
+	Logger *slog.Logger
+	// OnPanic, when set, is called after a task's panic was recovered and logged (for metrics).
+	OnPanic func(v any)
+}
+
+func (o Options) withDefaults() Options {
+	o.Name = cmp.Or(o.Name, "pool")
+	o.Size = cmp.Or(o.Size, 1)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	if err := ValidateSize(o.Size); err != nil {
+		return fmt.Errorf("pool %s: size: %w", o.Name, err)
+	}
+	if err := ValidateBacklog(o.Backlog); err != nil {
+		return fmt.Errorf("pool %s: backlog: %w", o.Name, err)
+	}
+	return nil
+}
+
+// ValidateSize reports whether n is an allowed pool size.
+func ValidateSize(n int) error {
+	if n < 1 || n > MaxSize {
+		return fmt.Errorf("%w: must be between 1 and %d, got %d", ErrInvalidSize, MaxSize, n)
+	}
+	return nil
+}
+
+// ValidateBacklog reports whether n is an allowed backlog.
+func ValidateBacklog(n int) error {
+	if n < 0 || n > MaxBacklog {
+		return fmt.Errorf("%w: must be between 0 and %d, got %d", ErrInvalidSize, MaxBacklog, n)
+	}
+	return nil
+}
+
+// Stats is a snapshot of a pool.
+type Stats struct {
+	Name     string `json:"name"`
+	Size     int    `json:"size"`     // tasks allowed to run at once
+	Running  int    `json:"running"`  // tasks holding a slot
+	Waiting  int    `json:"waiting"`  // callers in the backlog
+	Backlog  int    `json:"backlog"`  // most callers allowed to wait
+	Rejected uint64 `json:"rejected"` // refused: backlog full or timed out waiting
+	Panics   uint64 `json:"panics"`   // tasks that panicked (recovered)
+}
+
+// Pool is a resizable bounded pool. All methods are safe for concurrent use.
+type Pool struct {
+	opts Options
+	ants *ants.Pool
+
+	mu      sync.Mutex
+	size    int
+	backlog int
+	running int
+	waiters list.List // of *waiter, FIFO
+	closed  bool
+
+	rejected atomic.Uint64
+	panics   atomic.Uint64
+	tasks    sync.WaitGroup // admitted tasks not yet finished, for Release
+	pinner   *pinner
+	release  func() // p.releaseSlot, bound once so Acquire does not allocate
+}
+
+type waiter struct {
+	ready chan struct{} // closed when the waiter's turn was decided
+	err   error         // set before ready is closed: nil means a slot was handed over
+	elem  *list.Element
+}
+
+// New returns a pool ready to run tasks. It starts no goroutine until a task is submitted; call
+// Release to stop it.
+func New(opts Options) (*Pool, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	p := &Pool{opts: opts, size: opts.Size, backlog: opts.Backlog}
+	p.release = p.releaseSlot
+	if len(opts.PinCPUs) > 0 {
+		p.pinner = newPinner(opts.PinCPUs)
+	}
+	// ants runs only admitted tasks, so its own limit is a safety net: MaxSize, blocking. Purge is
+	// disabled for pinned pools so a pinned worker thread is kept rather than destroyed every second.
+	ap, err := ants.NewPool(MaxSize,
+		ants.WithPanicHandler(p.onPanic),
+		ants.WithDisablePurge(p.pinner != nil),
+		ants.WithLogger(slogAnts{opts.Logger}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", opts.Name, err)
+	}
+	p.ants = ap
+	return p, nil
+}
+
+func (p *Pool) onPanic(v any) {
+	p.panics.Add(1)
+	p.opts.Logger.Error("task panicked", "pool", p.opts.Name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	if p.opts.OnPanic != nil {
+		p.opts.OnPanic(v)
+	}
+}
+
+// Name returns the pool's name.
+func (p *Pool) Name() string { return p.opts.Name }
+
+// Acquire waits for a slot: at once when one is free and nobody waits, else in the FIFO backlog
+// until a slot is handed over or ctx ends. It returns ErrBacklogFull when the backlog is full,
+// ErrQueueTimeout (wrapping ctx's cause) when ctx ended first, and ErrClosed once the pool is
+// released. After a nil error the caller must call release exactly once. Acquire lets a caller run
+// the work on its own goroutine; Submit and Do run it on the pool's.
+func (p *Pool) Acquire(ctx context.Context) (release func(), err error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if p.running < p.size && p.waiters.Len() == 0 {
+		p.running++
+		p.mu.Unlock()
+		return p.release, nil
+	}
+	if p.waiters.Len() >= p.backlog {
+		p.mu.Unlock()
+		p.rejected.Add(1)
+		return nil, ErrBacklogFull
+	}
+	w := &waiter{ready: make(chan struct{})}
+	w.elem = p.waiters.PushBack(w)
+	p.mu.Unlock()
+
+	select {
+	case <-w.ready:
+		if w.err != nil {
+			return nil, w.err
+		}
+		return p.release, nil
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	select {
+	case <-w.ready:
+		p.mu.Unlock()
+		if w.err != nil {
+			return nil, w.err
+		}
+		// The slot arrived as ctx ended: we own it, so pass it on.
+		p.releaseSlot()
+	default:
+		p.waiters.Remove(w.elem)
+		p.mu.Unlock()
+	}
+	p.rejected.Add(1)
+	return nil, fmt.Errorf("%w: %w", ErrQueueTimeout, context.Cause(ctx))
+}
+
+// releaseSlot returns a slot, handing it to the first waiter unless the pool shrank below the
+// number running.
+func (p *Pool) releaseSlot() {
+	p.mu.Lock()
+	if p.running <= p.size && p.waiters.Len() > 0 {
+		p.handOffLocked()
+	} else {
+		p.running--
+	}
+	p.mu.Unlock()
+}
+
+// handOffLocked gives the caller's slot to the first waiter; running stays the same.
+func (p *Pool) handOffLocked() {
+	w := p.waiters.Remove(p.waiters.Front()).(*waiter)
+	close(w.ready)
+}
+
+// Submit waits for a slot like Acquire, then runs task on a pool goroutine and returns without
+// waiting for it. The slot is released when task returns (or panics).
+func (p *Pool) Submit(ctx context.Context, task func()) error {
+	release, err := p.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	p.tasks.Add(1)
+	err = p.ants.Submit(func() {
+		defer p.tasks.Done()
+		defer release()
+		if p.pinner != nil {
+			p.pinner.pin(p.opts.Logger)
+		}
+		task()
+	})
+	if err != nil {
+		p.tasks.Done()
+		release()
+		if errors.Is(err, ants.ErrPoolClosed) {
+			return ErrClosed
+		}
+		return fmt.Errorf("pool %s: submit: %w", p.opts.Name, err)
+	}
+	return nil
+}
+
+// Do is Submit that waits for task to finish. A panic in task is recovered by the pool, logged,
+// and Do returns normally.
+func (p *Pool) Do(ctx context.Context, task func()) error {
+	done := make(chan struct{})
+	if err := p.Submit(ctx, func() { defer close(done); task() }); err != nil {
+		return err
+	}
+	<-done
+	return nil
+}
+
+// Tune changes the pool's size. Growing admits waiters at once; shrinking lets running tasks
+// finish and admits no new one until running drops below the new size. It returns the old size.
+func (p *Pool) Tune(size int) (int, error) {
+	if err := ValidateSize(size); err != nil {
+		return 0, fmt.Errorf("pool %s: size: %w", p.opts.Name, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.size
+	p.size = size
+	for p.running < p.size && p.waiters.Len() > 0 {
+		p.running++
+		p.handOffLocked()
+	}
+	return old, nil
+}
+
+// SetBacklog changes how many callers may wait. Shrinking refuses none already waiting.
+// It returns the old backlog.
+func (p *Pool) SetBacklog(n int) (int, error) {
+	if err := ValidateBacklog(n); err != nil {
+		return 0, fmt.Errorf("pool %s: backlog: %w", p.opts.Name, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.backlog
+	p.backlog = n
+	return old, nil
+}
+
+// Size returns how many tasks may run at once.
+func (p *Pool) Size() int { p.mu.Lock(); defer p.mu.Unlock(); return p.size }
+
+// Running returns how many tasks hold a slot.
+func (p *Pool) Running() int { p.mu.Lock(); defer p.mu.Unlock(); return p.running }
+
+// Waiting returns how many callers wait in the backlog.
+func (p *Pool) Waiting() int { p.mu.Lock(); defer p.mu.Unlock(); return p.waiters.Len() }
+
+// Free returns how many slots are free right now.
+func (p *Pool) Free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(p.size-p.running, 0)
+}
+
+// Stats returns a consistent snapshot.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{
+		Name: p.opts.Name, Size: p.size, Running: p.running, Waiting: p.waiters.Len(),
+		Backlog: p.backlog, Rejected: p.rejected.Load(), Panics: p.panics.Load(),
+	}
+}
+
+// Release closes the pool, like ants' ReleaseContext: waiters and new callers get ErrClosed; tasks
+// already admitted run to the end, and Release waits for them until ctx ends.
+func (p *Pool) Release(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		for p.waiters.Len() > 0 {
+			w := p.waiters.Remove(p.waiters.Front()).(*waiter)
+			w.err = ErrClosed
+			close(w.ready)
+		}
+	}
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.tasks.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("pool %s: release: %w", p.opts.Name, ctx.Err())
+	}
+	if err := p.ants.ReleaseTimeout(time.Second); err != nil {
+		return fmt.Errorf("pool %s: release: %w", p.opts.Name, err)
+	}
+	return nil
+}
+
+// slogAnts adapts slog to ants' Printf logger.
+type slogAnts struct{ l *slog.Logger }
+
+func (s slogAnts) Printf(format string, args ...any) {
+	s.l.Warn(fmt.Sprintf(format, args...), "component", "ants")
+}
