@@ -1,0 +1,39 @@
+// Package store persists tandem's jobs in one bbolt file. It knows records, keys and
+// transactions; the meaning of states (retries, backoff, handlers) belongs to package jobs.
+//
+// # Layout
+//
+// Buckets, each ordered for one hot path so that dispatch never scans finished jobs:
+//
+//	meta     schema version, paused queues
+//	jobs     id (16-byte UUIDv7, time-ordered) -> versioned record
+//	ready    queue 0x00 (9-priority) run_at id -> nil   best job of a queue is its first key
+//	sched    run_at id -> nil                            scheduled and retrying jobs, soonest first
+//	lease    lease_until id -> nil                       running jobs by lease deadline
+//	done     finished_at id -> nil                       finished jobs, for the retention sweeper
+//	uniq     unique_key -> id                            live jobs holding a unique key
+//	counts   queue 0x00 state -> uint64                  per-queue counters, so stats never scan
+//
+// Every index entry is derived from the record by one function (see index.go) and rewritten from
+// the old and new record on each change, so indexes cannot drift from records.
+//
+// # Group commit
+//
+// All writes go through one committer goroutine that drains a channel of requests into a single
+// read-write transaction and a single fsync: many concurrent enqueues and acknowledgements share the
+// cost of one disk flush. A request whose own checks fail (a unique key, a full queue, a missing
+// job) fails alone, before it writes anything; a failed commit (a full disk) fails every request
+// of that batch, leaves the file as it was before the batch, and the next batch tries again.
+//
+// # Caveats
+//
+//   - One writer per file: bbolt takes an exclusive flock. A second process waits at most
+//     Options.OpenTimeout, then Open returns ErrLocked.
+//   - Options.NoSync (store.sync: none) skips fsync. A crash of the process loses nothing, but a
+//     power loss or kernel crash can lose acknowledged jobs and, rarely, corrupt the file. Unsafe.
+//   - A record holds its payload and result; keep them small (the jobs package caps them, 64 KiB by
+//     default). bbolt keeps large values in overflow pages and copies them on every update.
+//   - The file only grows: space freed by deleted jobs is reused, not returned to the filesystem.
+//   - Open refuses files it did not create (ErrNotTandem) and damaged ones (ErrCorrupt), and never
+//     writes to them.
+package store

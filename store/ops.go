@@ -1,0 +1,320 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Insert stores new jobs in one transaction, all or nothing. For each job it assigns an ID when
+// empty and sets CreatedAt; State must be scheduled or ready. A job whose UniqueKey a live job
+// holds is not written: that job is returned in its place with created false. When maxPending is
+// non-nil and the jobs would take a queue's waiting count over maxPending(queue), nothing is
+// written and the error is ErrQueueFull.
+func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue string) int) (out []*Job, created []bool, err error) {
+	for _, j := range jobs {
+		if j.State != StateReady && j.State != StateScheduled {
+			return nil, nil, fmt.Errorf("store: insert: state must be ready or scheduled, got %q", j.State)
+		}
+		if j.ID == "" {
+			u, err := uuid.NewV7()
+			if err != nil {
+				return nil, nil, fmt.Errorf("store: new id: %w", err)
+			}
+			j.ID = u.String()
+		} else if _, err := uuid.Parse(j.ID); err != nil {
+			return nil, nil, fmt.Errorf("store: insert: bad id %q: %w", j.ID, err)
+		}
+	}
+	out = make([]*Job, len(jobs))
+	created = make([]bool, len(jobs))
+	err = s.exec(ctx, func(t *txn) error {
+		// Checks first: nothing is written unless everything passes.
+		adds := map[string]int{}
+		keys := map[string]int{} // unique key -> index of the first job in this call holding it
+		for i, j := range jobs {
+			out[i], created[i] = nil, false
+			if j.UniqueKey != "" {
+				if id := t.bucket(bucketUniq).Get([]byte(j.UniqueKey)); id != nil {
+					existing, err := t.get(id)
+					if err != nil {
+						return err
+					}
+					out[i] = existing
+					continue
+				}
+				if first, dup := keys[j.UniqueKey]; dup {
+					out[i] = jobs[first]
+					continue
+				}
+				keys[j.UniqueKey] = i
+			}
+			adds[j.Queue]++
+		}
+		if maxPending != nil {
+			for q, n := range adds {
+				if limit := maxPending(q); limit > 0 && t.waiting(q)+n > limit {
+					return fmt.Errorf("%w: %s holds %d waiting jobs (max_pending %d)", ErrQueueFull, q, t.waiting(q), limit)
+				}
+			}
+		}
+		for i, j := range jobs {
+			if out[i] != nil {
+				continue
+			}
+			j.CreatedAt = t.now
+			if err := t.put(nil, j); err != nil {
+				return err
+			}
+			out[i], created[i] = j, true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range out {
+		out[i] = out[i].Clone()
+	}
+	return out, created, nil
+}
+
+// Update is a group-committed read-modify-write of one job: fn gets a copy of the record and may
+// change any field but ID; indexes and counters follow from the old and new record. An error from
+// fn aborts this update alone and is returned as is. ErrNotFound when there is no such job.
+func (s *Store) Update(ctx context.Context, id string, fn func(j *Job) error) (*Job, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return nil, err
+	}
+	var out *Job
+	err = s.exec(ctx, func(t *txn) error {
+		old, err := t.get(key)
+		if err != nil {
+			return err
+		}
+		j := old.Clone()
+		if err := fn(j); err != nil {
+			return err
+		}
+		j.ID = old.ID
+		if err := t.put(old, j); err != nil {
+			return err
+		}
+		out = j.Clone()
+		return nil
+	})
+	return out, err
+}
+
+// Lease takes up to n ready jobs of queue, best first (priority, then run_at, then id), marks them
+// running with Attempt+1, StartedAt now and LeaseUntil now+leaseFor, and returns them. A paused
+// queue gives none.
+func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Duration) ([]*Job, error) {
+	if n <= 0 || s.Paused(queue) || s.Ready(queue) == 0 {
+		return nil, nil
+	}
+	var out []*Job
+	err := s.exec(ctx, func(t *txn) error {
+		out = out[:0]
+		if t.isPaused(queue) {
+			return nil
+		}
+		prefix := queuePrefix(queue)
+		c := t.bucket(bucketReady).Cursor()
+		var ids [][]byte
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ids) < n; k, _ = c.Next() {
+			rk, err := parseReadyKey(k)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, append([]byte(nil), rk.id...))
+		}
+		for _, id := range ids {
+			old, err := t.get(id)
+			if err != nil {
+				return err
+			}
+			j := old.Clone()
+			j.State = StateRunning
+			j.Attempt++
+			start, lease := t.now, t.now.Add(leaseFor)
+			j.StartedAt, j.LeaseUntil = &start, &lease
+			if err := t.put(old, j); err != nil {
+				return err
+			}
+			out = append(out, j.Clone())
+		}
+		return nil
+	})
+	return out, err
+}
+
+// promoteBatch bounds how many jobs one Promote moves per transaction, so it never holds the
+// write lock long.
+const promoteBatch = 1000
+
+// Promote moves scheduled and retrying jobs whose RunAt is due to ready. It returns how many moved
+// and the earliest RunAt still ahead (zero when none).
+func (s *Store) Promote(ctx context.Context, now time.Time) (moved int, next time.Time, err error) {
+	for {
+		var n int
+		var more bool
+		err := s.exec(ctx, func(t *txn) error {
+			n, more, next = 0, false, time.Time{}
+			c := t.bucket(bucketSched).Cursor()
+			var ids [][]byte
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				at := bytesTime(k[:8])
+				if at.After(now) {
+					next = at
+					break
+				}
+				if len(ids) == promoteBatch {
+					more = true
+					break
+				}
+				ids = append(ids, append([]byte(nil), k[8:]...))
+			}
+			for _, id := range ids {
+				old, err := t.get(id)
+				if err != nil {
+					return err
+				}
+				j := old.Clone()
+				j.State = StateReady
+				if err := t.put(old, j); err != nil {
+					return err
+				}
+			}
+			n = len(ids)
+			return nil
+		})
+		moved += n
+		if err != nil || !more {
+			return moved, next, err
+		}
+	}
+}
+
+// Recover puts every running job back to ready, keeping its Attempt and recording the interruption;
+// call it once at start, before any Lease. It returns how many.
+func (s *Store) Recover(ctx context.Context) (int, error) {
+	var n int
+	err := s.exec(ctx, func(t *txn) error {
+		c := t.bucket(bucketLease).Cursor()
+		var ids [][]byte
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			ids = append(ids, append([]byte(nil), k[8:]...))
+		}
+		for _, id := range ids {
+			old, err := t.get(id)
+			if err != nil {
+				return err
+			}
+			j := old.Clone()
+			j.State, j.LeaseUntil = StateReady, nil
+			j.Errors = append(j.Errors, AttemptError{Attempt: j.Attempt, At: t.now, Error: "interrupted: process stopped"})
+			if err := t.put(old, j); err != nil {
+				return err
+			}
+		}
+		n = len(ids)
+		return nil
+	})
+	return n, err
+}
+
+// Delete removes a finished job: ErrNotFinished when it has not finished, ErrNotFound when absent.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	key, err := idKey(id)
+	if err != nil {
+		return err
+	}
+	return s.exec(ctx, func(t *txn) error {
+		j, err := t.get(key)
+		if err != nil {
+			return err
+		}
+		if !j.State.Finished() {
+			return fmt.Errorf("%w: job %s is %s", ErrNotFinished, id, j.State)
+		}
+		return t.remove(j)
+	})
+}
+
+// Sweep deletes finished jobs that finished before `before`, at most batch (default 500) per
+// transaction so the write lock is held briefly, and returns how many.
+func (s *Store) Sweep(ctx context.Context, before time.Time, batch int) (int, error) {
+	if batch <= 0 {
+		batch = 500
+	}
+	total := 0
+	for {
+		var n int
+		err := s.exec(ctx, func(t *txn) error {
+			n = 0
+			c := t.bucket(bucketDone).Cursor()
+			var ids [][]byte
+			for k, _ := c.First(); k != nil && len(ids) < batch; k, _ = c.Next() {
+				if !bytesTime(k[:8]).Before(before) {
+					break
+				}
+				ids = append(ids, append([]byte(nil), k[8:]...))
+			}
+			for _, id := range ids {
+				j, err := t.get(id)
+				if err != nil {
+					return err
+				}
+				if err := t.remove(j); err != nil {
+					return err
+				}
+			}
+			n = len(ids)
+			return nil
+		})
+		total += n
+		if err != nil || n < batch {
+			return total, err
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}
+
+// SetPaused pauses or resumes a queue; the flag is persisted.
+func (s *Store) SetPaused(ctx context.Context, queue string, paused bool) error {
+	if queue == "" {
+		return errors.New("store: empty queue name")
+	}
+	return s.exec(ctx, func(t *txn) error {
+		k := []byte(pausedPrefix + queue)
+		var err error
+		if paused {
+			err = t.bucket(bucketMeta).Put(k, []byte{1})
+		} else {
+			err = t.bucket(bucketMeta).Delete(k)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: paused flag: %w", errWrite, err)
+		}
+		if t.pausedChanges == nil {
+			t.pausedChanges = map[string]bool{}
+		}
+		t.pausedChanges[queue] = paused
+		return nil
+	})
+}
+
+func (t *txn) isPaused(queue string) bool {
+	if p, ok := t.pausedChanges[queue]; ok {
+		return p
+	}
+	return t.s.Paused(queue)
+}

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Get returns one job, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*Job, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return nil, err
+	}
+	var j *Job
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketJobs).Get(key)
+		if v == nil {
+			return ErrNotFound
+		}
+		j, err = decodeJob(v)
+		return err
+	})
+	return j, err
+}
+
+// Filter selects jobs for List. Empty fields match everything.
+type Filter struct {
+	Queue, Kind string
+	State       State
+	Limit       int    // default 50, at most 1000
+	Cursor      string // from a previous List; "" for the first page
+}
+
+// listScanMax bounds how many records one List reads, so a filter that matches nothing in a large
+// store answers quickly; the cursor then continues from where the scan stopped.
+const listScanMax = 20_000
+
+// List returns jobs newest first (ids are time-ordered) that match f, and the cursor of the next
+// page ("" when there is none). A cursor not made by List is ErrBadCursor.
+func (s *Store) List(ctx context.Context, f Filter) ([]*Job, string, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	f.Limit = min(f.Limit, 1000)
+	var from []byte
+	if f.Cursor != "" {
+		b, err := hex.DecodeString(f.Cursor)
+		if err != nil || len(b) != idLen {
+			return nil, "", fmt.Errorf("%w: %q", ErrBadCursor, f.Cursor)
+		}
+		from = b
+	}
+	var out []*Job
+	var next string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJobs).Cursor()
+		var k, v []byte
+		if from == nil {
+			k, v = c.Last()
+		} else {
+			// The cursor is the last id returned (or scanned); continue below it.
+			k, v = c.Seek(from)
+			if k == nil {
+				k, v = c.Last()
+			}
+			for k != nil && bytes.Compare(k, from) >= 0 {
+				k, v = c.Prev()
+			}
+		}
+		scanned := 0
+		var last []byte
+		for ; k != nil; k, v = c.Prev() {
+			if len(out) == f.Limit || scanned == listScanMax {
+				next = hex.EncodeToString(last) // resume strictly below the last key examined
+				return nil
+			}
+			scanned++
+			last = append(last[:0], k...)
+			j, err := decodeJob(v)
+			if err != nil {
+				return fmt.Errorf("job %s: %w", idString(k), err)
+			}
+			if (f.Queue == "" || j.Queue == f.Queue) && (f.Kind == "" || j.Kind == f.Kind) && (f.State == "" || j.State == f.State) {
+				out = append(out, j)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// Expired returns the ids of running jobs whose lease ended before now, at most limit.
+func (s *Store) Expired(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLease).Cursor()
+		for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
+			if !bytesTime(k[:8]).Before(now) {
+				break
+			}
+			ids = append(ids, idString(k[8:]))
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// QueueStats describes one queue.
+type QueueStats struct {
+	Name        string
+	Paused      bool
+	Counts      map[State]int // every State, 0 when none
+	OldestReady time.Time     // RunAt of the longest-waiting ready job; zero when none
+}
+
+// Queues returns every queue that has or had jobs, or is paused, sorted by name. Counts come from
+// counters kept by each transaction, never from a scan; the oldest ready job is at most ten seeks.
+func (s *Store) Queues(ctx context.Context) ([]QueueStats, error) {
+	s.mu.RLock()
+	out := make([]QueueStats, 0, len(s.counts)+len(s.paused))
+	seen := map[string]bool{}
+	add := func(q string) {
+		if seen[q] {
+			return
+		}
+		seen[q] = true
+		qs := QueueStats{Name: q, Paused: s.paused[q], Counts: make(map[State]int, len(States))}
+		for _, st := range States {
+			qs.Counts[st] = s.counts[q][st]
+		}
+		out = append(out, qs)
+	}
+	for q := range s.counts {
+		add(q)
+	}
+	for q := range s.paused {
+		add(q)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketReady).Cursor()
+		for i := range out {
+			if out[i].Counts[StateReady] == 0 {
+				continue
+			}
+			// Ready keys sort by priority first: the oldest is the first key of some priority.
+			for p := 9; p >= 0; p-- {
+				prefix := append(queuePrefix(out[i].Name), byte(9-p))
+				k, _ := c.Seek(prefix)
+				if k == nil || !bytes.HasPrefix(k, prefix) {
+					continue
+				}
+				rk, err := parseReadyKey(k)
+				if err != nil {
+					return err
+				}
+				if out[i].OldestReady.IsZero() || rk.runAt.Before(out[i].OldestReady) {
+					out[i].OldestReady = rk.runAt
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Waiting returns the queue's scheduled, ready and retrying jobs, from the in-memory counters.
+func (s *Store) Waiting(queue string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.counts[queue]
+	return c[StateScheduled] + c[StateReady] + c[StateRetrying]
+}
+
+// Ready returns the queue's ready jobs, from the in-memory counters.
+func (s *Store) Ready(queue string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.counts[queue][StateReady]
+}
+
+// Paused reports whether the queue is paused.
+func (s *Store) Paused(queue string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.paused[queue]
+}
+
+// Check runs bbolt's consistency check over the whole file; tests call it after each use.
+func (s *Store) Check() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		var first error
+		for err := range tx.Check() { // drain: the checker goroutine stops only at the end
+			if first == nil {
+				first = err
+			}
+		}
+		return first
+	})
+}

@@ -1,0 +1,400 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNotFound means no job has that id.
+	ErrNotFound = errors.New("not found")
+	// ErrLocked means another process holds the database file.
+	ErrLocked = errors.New("database is locked by another process")
+	// ErrNotTandem means the file is a database tandem did not create; it was left untouched.
+	ErrNotTandem = errors.New("not a tandem database")
+	// ErrCorrupt means the file is damaged or not a bbolt database at all; it was left untouched.
+	ErrCorrupt = errors.New("database file is damaged or not a database")
+	// ErrSchemaVersion means the file was written by a newer tandem.
+	ErrSchemaVersion = errors.New("database schema is newer than this tandem")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("store closed")
+	// ErrQueueFull means the queue holds max_pending waiting jobs already; nothing was written.
+	ErrQueueFull = errors.New("queue full")
+	// ErrNotFinished means the job has not finished, so it cannot be deleted.
+	ErrNotFinished = errors.New("job has not finished")
+	// ErrBadCursor means a List cursor was not one List returned.
+	ErrBadCursor = errors.New("bad cursor")
+)
+
+// schemaVersion is the layout this code reads and writes.
+const schemaVersion = 1
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketJobs   = []byte("jobs")
+	bucketReady  = []byte("ready")
+	bucketSched  = []byte("sched")
+	bucketLease  = []byte("lease")
+	bucketDone   = []byte("done")
+	bucketUniq   = []byte("uniq")
+	bucketCounts = []byte("counts")
+	allBuckets   = [][]byte{bucketMeta, bucketJobs, bucketReady, bucketSched, bucketLease, bucketDone, bucketUniq, bucketCounts}
+	keySchema    = []byte("schema")
+	pausedPrefix = "paused:"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Path is the database file. Required. Its directory is created when missing.
+	Path string
+	// OpenTimeout is the longest Open waits for another process's lock. Default 5s.
+	OpenTimeout time.Duration
+	// NoSync skips fsync on commit (store.sync: none). Unsafe: see the package's caveats.
+	NoSync bool
+	// MaxBatch is the most requests one transaction takes. Default 512: past it, commit time grew
+	// faster than the batch on this 2-core disk (bench: BenchmarkInsertParallel64).
+	MaxBatch int
+	// Logger receives commit failures. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for timestamps. Default time.Now.
+	Now func() time.Time
+	// OnCommit, when set, is called after each commit with its duration and request count.
+	OnCommit func(d time.Duration, requests int)
+}
+
+// Store is an open database. Its methods are safe for concurrent use.
+type Store struct {
+	opts Options
+	db   *bolt.DB
+
+	reqs    chan *request
+	stop    chan struct{}
+	stopped chan struct{}
+	closed  atomic.Bool
+	closeMu sync.RWMutex // held for reading while sending a request, so Close can drain safely
+
+	mu     sync.RWMutex
+	counts map[string]map[State]int // mirror of the counts bucket, updated after each commit
+	paused map[string]bool
+
+	commits, requests atomic.Uint64
+	lastBatch         atomic.Int64
+}
+
+// request is one unit of work for the committer. fn must do all of its checks before its first
+// write, so that returning an error leaves the transaction as it found it.
+type request struct {
+	fn   func(tx *txn) error
+	done chan error
+}
+
+// Open opens or creates the database file and starts the committer goroutine; Close stops it.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Path == "" {
+		return nil, errors.New("store: Options.Path is required")
+	}
+	opts.OpenTimeout = cmp.Or(opts.OpenTimeout, 5*time.Second)
+	opts.MaxBatch = cmp.Or(opts.MaxBatch, 512)
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := ensureDir(opts.Path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
+		Timeout: opts.OpenTimeout,
+		NoSync:  opts.NoSync,
+		// The map freelist keeps commits flat as the file grows to millions of pages; the array
+		// type's cost grows with the free list (bbolt's own guidance for large databases).
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, bolterrors.ErrTimeout):
+			return nil, fmt.Errorf("%w (waited %s for the file lock)", ErrLocked, opts.OpenTimeout)
+		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
+			errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	s := &Store{
+		opts: opts, db: db,
+		reqs: make(chan *request, 4096), stop: make(chan struct{}), stopped: make(chan struct{}),
+		counts: map[string]map[State]int{}, paused: map[string]bool{},
+	}
+	if err := s.init(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+func ensureDir(path string) error {
+	dir := path[:max(0, len(path)-len(baseName(path)))]
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("store: create directory for %s: %w", path, err)
+	}
+	return nil
+}
+
+func baseName(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}
+
+// init checks the file is ours (or empty), creates the buckets of a new file, and loads the
+// counters and paused queues. A foreign file is refused before anything is written.
+func (s *Store) init(context.Context) error {
+	var fresh bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			any := false
+			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { any = true; return errStop })
+			if any {
+				return ErrNotTandem
+			}
+			fresh = true
+			return nil
+		}
+		v := meta.Get(keySchema)
+		if len(v) != 4 {
+			return ErrNotTandem
+		}
+		if n := binary.BigEndian.Uint32(v); n > schemaVersion {
+			return fmt.Errorf("%w: file has %d, this tandem reads %d", ErrSchemaVersion, n, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if fresh {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for _, b := range allBuckets {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, schemaVersion))
+		})
+		if err != nil {
+			return fmt.Errorf("store: create buckets: %w", err)
+		}
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("%w: bucket %s missing", ErrCorrupt, b)
+			}
+		}
+		err := tx.Bucket(bucketCounts).ForEach(func(k, v []byte) error {
+			q, st, ok := parseCountKey(k)
+			if !ok || len(v) != 8 {
+				return fmt.Errorf("%w: bad counter %q", ErrCorrupt, k)
+			}
+			s.countsFor(q)[st] = int(binary.BigEndian.Uint64(v))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketMeta).Cursor()
+		for k, _ := c.Seek([]byte(pausedPrefix)); k != nil && len(k) > len(pausedPrefix) && string(k[:len(pausedPrefix)]) == pausedPrefix; k, _ = c.Next() {
+			s.paused[string(k[len(pausedPrefix):])] = true
+		}
+		return nil
+	})
+}
+
+var errStop = errors.New("stop")
+
+// countsFor returns the mirror's map for a queue, creating it; callers hold s.mu or are in init.
+func (s *Store) countsFor(queue string) map[State]int {
+	m := s.counts[queue]
+	if m == nil {
+		m = map[State]int{}
+		s.counts[queue] = m
+	}
+	return m
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.opts.Path }
+
+// Close stops the committer after the requests already sent, fails later ones with ErrClosed, and
+// closes the file.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed.Swap(true) {
+		s.closeMu.Unlock()
+		return nil
+	}
+	close(s.stop)
+	s.closeMu.Unlock()
+	<-s.stopped
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// exec sends fn to the committer and waits for its commit.
+func (s *Store) exec(ctx context.Context, fn func(tx *txn) error) error {
+	r := &request{fn: fn, done: make(chan error, 1)}
+	s.closeMu.RLock()
+	if s.closed.Load() {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	// Once sent, the request commits or fails as a whole; waiting for it (rather than for ctx)
+	// means a caller never answers "failed" for a write that then lands.
+	return <-r.done
+}
+
+// commitLoop is the committer: it takes the first waiting request, drains up to MaxBatch more,
+// runs them in one transaction and commits once.
+func (s *Store) commitLoop() {
+	defer close(s.stopped)
+	batch := make([]*request, 0, s.opts.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		case <-s.stop:
+			// Finish what was sent before Close.
+			for {
+				select {
+				case r := <-s.reqs:
+					batch = append(batch, r)
+					if len(batch) == s.opts.MaxBatch {
+						s.commit(batch)
+						batch = batch[:0]
+					}
+				default:
+					if len(batch) > 0 {
+						s.commit(batch)
+					}
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs a batch in one transaction. When the commit itself fails, every request of the batch
+// fails with that error: the file is as it was before the batch.
+func (s *Store) commit(batch []*request) {
+	start := time.Now()
+	results := make([]error, len(batch))
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		s.failAll(batch, fmt.Errorf("store: begin: %w", err))
+		return
+	}
+	t := &txn{s: s, tx: tx, now: s.opts.Now(), deltas: map[string]map[State]int{}}
+	for i, r := range batch {
+		results[i] = r.fn(t)
+		if errors.Is(results[i], errWrite) {
+			// A write failed half-way: nothing of this batch can be trusted.
+			_ = tx.Rollback()
+			s.failAll(batch, results[i])
+			return
+		}
+	}
+	if err := t.flushCounts(); err != nil {
+		_ = tx.Rollback()
+		s.failAll(batch, err)
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		err = fmt.Errorf("store: commit: %w", err)
+		s.opts.Logger.Error("commit failed; the batch was rolled back", "requests", len(batch), "err", err)
+		s.failAll(batch, err)
+		return
+	}
+	s.mu.Lock()
+	for q, m := range t.deltas {
+		c := s.countsFor(q)
+		for st, d := range m {
+			c[st] += d
+		}
+	}
+	for q, p := range t.pausedChanges {
+		if p {
+			s.paused[q] = true
+		} else {
+			delete(s.paused, q)
+		}
+	}
+	s.mu.Unlock()
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+	s.commits.Add(1)
+	s.requests.Add(uint64(len(batch)))
+	s.lastBatch.Store(int64(len(batch)))
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(time.Since(start), len(batch))
+	}
+}
+
+func (s *Store) failAll(batch []*request, err error) {
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// CommitStats are the committer's counters.
+type CommitStats struct {
+	Commits   uint64 // transactions committed
+	Requests  uint64 // requests they carried
+	LastBatch int    // requests in the last commit
+}
+
+// CommitStats returns the committer's counters.
+func (s *Store) CommitStats() CommitStats {
+	return CommitStats{Commits: s.commits.Load(), Requests: s.requests.Load(), LastBatch: int(s.lastBatch.Load())}
+}
