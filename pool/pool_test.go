@@ -9,7 +9,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+// ants starts the goroutines of its package-level default pool at init; they are not ours.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 
 func newTestPool(t *testing.T, size, backlog int) *Pool {
 	t.Helper()

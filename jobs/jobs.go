@@ -1,0 +1,395 @@
+// Package jobs gives tandem's durable queue its meaning: enqueue with validation, leases, retries
+// with backoff, delays, priorities, weighted queues, unique keys, cancel, and recovery after a crash.
+// Records live in package store; handlers run on a pool.Pool.
+//
+// A Go program registers its own kinds and enqueues from the same process:
+//
+//	rt, _ := jobs.New(jobs.Options{Store: st, Pool: workers})
+//	rt.RegisterFunc("email", func(ctx context.Context, j *jobs.Job) (any, error) { ... })
+//	rt.Start(ctx)
+//	rt.Enqueue(ctx, jobs.EnqueueParams{Kind: "email", Payload: json.RawMessage(`{"to":"a@b"}`)})
+//
+// Delivery is at least once: a job whose process died while it ran runs again after the restart, so
+// handlers should be idempotent.
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-run/tandem/pool"
+	"github.com/tandem-run/tandem/store"
+)
+
+// Job is a job record.
+type Job = store.Job
+
+// State is a job's state.
+type State = store.State
+
+// The states, re-exported for callers that import only jobs.
+const (
+	StateScheduled = store.StateScheduled
+	StateReady     = store.StateReady
+	StateRunning   = store.StateRunning
+	StateRetrying  = store.StateRetrying
+	StateSucceeded = store.StateSucceeded
+	StateDead      = store.StateDead
+	StateCanceled  = store.StateCanceled
+)
+
+// Errors callers branch on.
+var (
+	// ErrUnknownKind means no handler is registered for the kind.
+	ErrUnknownKind = errors.New("unknown kind")
+	// ErrQueueFull means the queue holds max_pending waiting jobs; nothing was written.
+	ErrQueueFull = store.ErrQueueFull
+	// ErrNotFound means no job has that id.
+	ErrNotFound = store.ErrNotFound
+	// ErrNotFinished means the job must finish before it can be deleted.
+	ErrNotFinished = store.ErrNotFinished
+	// ErrInvalidState means the job's state does not allow the operation (cancel a finished job,
+	// retry a succeeded one).
+	ErrInvalidState = errors.New("invalid state for this operation")
+	// ErrPayloadTooLarge means the payload is over Options.MaxPayloadBytes.
+	ErrPayloadTooLarge = errors.New("payload too large")
+	// ErrStopped means the runtime was stopped.
+	ErrStopped = errors.New("jobs runtime stopped")
+)
+
+// Handler runs one attempt of a job. Returning nil succeeds the job, with result stored (nil for
+// none; json.RawMessage and []byte are stored as they are when they are valid JSON, anything else
+// is marshaled). Return Permanent(err) to fail without retrying, Snooze(d) to run again after d
+// without using an attempt; any other error is retried with backoff until MaxAttempts.
+type Handler interface {
+	Run(ctx context.Context, job *Job) (result any, err error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, job *Job) (any, error)
+
+// Run calls f.
+func (f HandlerFunc) Run(ctx context.Context, job *Job) (any, error) { return f(ctx, job) }
+
+// Kind is a registered job kind.
+type Kind struct {
+	// Handler runs the job. Required.
+	Handler Handler
+	// Validate checks a payload at enqueue time, so a bad payload is refused (HTTP 400) instead of
+	// becoming a dead job. A *ValidationError's fields are reported as they are; another error is
+	// reported on the field "payload". Optional.
+	Validate func(payload json.RawMessage) error
+	// Timeout is this kind's default per-attempt timeout. Default Options.Timeout.
+	Timeout time.Duration
+	// MaxAttempts is this kind's default. Default Options.MaxAttempts.
+	MaxAttempts int
+}
+
+// permanentError and snoozeError are the values a handler returns to steer the retry policy.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying: the job goes dead at once.
+func Permanent(err error) error {
+	if err == nil {
+		err = errors.New("permanent failure")
+	}
+	return &permanentError{err}
+}
+
+type snoozeError struct{ d time.Duration }
+
+func (e *snoozeError) Error() string { return fmt.Sprintf("snoozed for %s", e.d) }
+
+// Snooze asks to run the job again after d without using up an attempt.
+func Snooze(d time.Duration) error { return &snoozeError{max(d, 0)} }
+
+// ValidationError lists what is wrong with a request, field path -> message.
+type ValidationError struct {
+	Fields map[string]string
+}
+
+func (e *ValidationError) Error() string {
+	keys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + ": " + e.Fields[k]
+	}
+	return "invalid job: " + strings.Join(parts, "; ")
+}
+
+func (e *ValidationError) add(field, msg string) {
+	if e.Fields == nil {
+		e.Fields = map[string]string{}
+	}
+	if _, ok := e.Fields[field]; !ok {
+		e.Fields[field] = msg
+	}
+}
+
+// QueueOptions configure one queue.
+type QueueOptions struct {
+	// Weight is the queue's share of free workers relative to other queues with ready jobs. Default 1.
+	Weight int
+	// Concurrency caps the queue's running jobs. 0: only the pool limits it.
+	Concurrency int
+	// MaxPending caps the queue's waiting jobs. 0: Options.MaxPending.
+	MaxPending int
+}
+
+// Observer receives the runtime's events, for metrics. Every method must be cheap and must not block.
+type Observer interface {
+	Enqueued(queue, kind string, n int)
+	Started(job *Job, queueWait time.Duration)
+	// Finished is called once per attempt; job.State says how it ended (succeeded, retrying, dead,
+	// canceled, or ready when the attempt was interrupted by a shutdown).
+	Finished(job *Job, runTime time.Duration)
+}
+
+// Options configure a Runtime.
+type Options struct {
+	// Store holds the jobs. Required.
+	Store *store.Store
+	// Pool runs the handlers (the concurrency knob). Required.
+	Pool *pool.Pool
+	// Queues are the known queues. Default {"default": {Weight: 1}}. Enqueueing to another is an error.
+	Queues map[string]QueueOptions
+	// MaxPending caps each queue's waiting jobs. Default 100000.
+	MaxPending int
+	// MaxAttempts is the default number of attempts before a job is dead. Default 25.
+	MaxAttempts int
+	// Timeout is the default per-attempt timeout. Default 10m.
+	Timeout time.Duration
+	// Retention is how long finished jobs are kept. Default 24h.
+	Retention time.Duration
+	// MaxPayloadBytes caps a payload. Default 65536.
+	MaxPayloadBytes int
+	// MaxResultBytes caps a stored result; a longer one is replaced by a truncation note. Default 65536.
+	MaxResultBytes int
+	// BatchMax caps EnqueueBatch. Default 1000.
+	BatchMax int
+	// Prefetch is how many jobs are leased beyond the free workers. Default 4.
+	Prefetch int
+	// ShutdownTimeout is how long Stop lets running jobs finish before canceling them. Default 20s.
+	ShutdownTimeout time.Duration
+	// Backoff is the delay before retry number attempt (1 after the first failure). Default
+	// DefaultBackoff.
+	Backoff func(attempt int) time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+	// Observer receives events for metrics. Optional.
+	Observer Observer
+}
+
+// maxErrorsKept is how many attempt errors a job keeps (the most recent).
+const maxErrorsKept = 10
+
+// DefaultBackoff is min(2^(attempt-1) s, 1h) with ±25% jitter: 1 s, 2 s, 4 s ... so 25 attempts
+// span about 14 hours, and jitter keeps jobs that failed together from retrying together.
+func DefaultBackoff(attempt int) time.Duration {
+	d := time.Hour
+	if attempt < 13 {
+		d = min(time.Second<<max(attempt-1, 0), time.Hour)
+	}
+	jitter := 0.75 + rand.Float64()/2
+	return time.Duration(float64(d) * jitter)
+}
+
+func (o Options) withDefaults() Options {
+	if len(o.Queues) == 0 {
+		o.Queues = map[string]QueueOptions{"default": {Weight: 1}}
+	}
+	qs := make(map[string]QueueOptions, len(o.Queues))
+	for name, q := range o.Queues {
+		q.Weight = cmp.Or(q.Weight, 1)
+		qs[name] = q
+	}
+	o.Queues = qs
+	o.MaxPending = cmp.Or(o.MaxPending, 100_000)
+	o.MaxAttempts = cmp.Or(o.MaxAttempts, 25)
+	o.Timeout = cmp.Or(o.Timeout, 10*time.Minute)
+	o.Retention = cmp.Or(o.Retention, 24*time.Hour)
+	o.MaxPayloadBytes = cmp.Or(o.MaxPayloadBytes, 65536)
+	o.MaxResultBytes = cmp.Or(o.MaxResultBytes, 65536)
+	o.BatchMax = cmp.Or(o.BatchMax, 1000)
+	o.Prefetch = cmp.Or(o.Prefetch, 4)
+	o.ShutdownTimeout = cmp.Or(o.ShutdownTimeout, 20*time.Second)
+	if o.Backoff == nil {
+		o.Backoff = DefaultBackoff
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.Store == nil:
+		return errors.New("jobs: Options.Store is required")
+	case o.Pool == nil:
+		return errors.New("jobs: Options.Pool is required")
+	case o.Prefetch < 0:
+		return fmt.Errorf("jobs: Options.Prefetch: must be >= 0, got %d", o.Prefetch)
+	}
+	for name, q := range o.Queues {
+		if name == "" || strings.IndexByte(name, 0) >= 0 {
+			return fmt.Errorf("jobs: Options.Queues: bad queue name %q", name)
+		}
+		if q.Weight < 1 || q.Concurrency < 0 || q.MaxPending < 0 {
+			return fmt.Errorf("jobs: Options.Queues[%s]: weight must be >= 1, concurrency and max_pending >= 0", name)
+		}
+	}
+	return nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Enqueued(string, string, int) {}
+func (nopObserver) Started(*Job, time.Duration)  {}
+func (nopObserver) Finished(*Job, time.Duration) {}
+
+// Runtime is the job queue of one process.
+type Runtime struct {
+	opts  Options
+	store *store.Store
+	pool  *pool.Pool
+	log   *slog.Logger
+
+	kindsMu sync.RWMutex
+	kinds   map[string]Kind
+
+	// Running state, owned by the dispatcher and the job goroutines.
+	mu       sync.Mutex
+	inflight int                 // leased and not yet acknowledged
+	running  map[string]*liveJob // leased jobs by id
+	perQueue map[string]int      // leased per queue, for Concurrency caps
+	swrr     map[string]int      // smooth weighted round robin state
+
+	wake    chan struct{} // dispatcher
+	promote chan struct{} // promoter: a delayed job arrived
+
+	started  bool
+	stopping bool
+	runCtx   context.Context // parent of every job's context; canceled with errShutdown
+	runStop  context.CancelCauseFunc
+	loops    sync.WaitGroup // dispatcher, promoter, sweeper
+	jobsWG   sync.WaitGroup // job submissions, runs and acknowledgements
+	loopStop context.CancelFunc
+}
+
+// liveJob is a leased job in this process.
+type liveJob struct {
+	started  bool // its handler was called
+	cancel   context.CancelCauseFunc
+	canceled bool // canceled by hand: the attempt ends canceled, not retried
+}
+
+// New returns a runtime; register kinds, then call Start.
+func New(opts Options) (*Runtime, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	return &Runtime{
+		opts: opts, store: opts.Store, pool: opts.Pool, log: opts.Logger,
+		kinds: map[string]Kind{}, running: map[string]*liveJob{}, perQueue: map[string]int{}, swrr: map[string]int{},
+		wake: make(chan struct{}, 1), promote: make(chan struct{}, 1),
+	}, nil
+}
+
+// Register adds a kind. Names are unique; registering after Start is allowed.
+func (r *Runtime) Register(name string, k Kind) error {
+	if name == "" || len(name) > 128 {
+		return fmt.Errorf("jobs: register: kind name must be 1 to 128 bytes, got %q", name)
+	}
+	if k.Handler == nil {
+		return fmt.Errorf("jobs: register %s: Handler is required", name)
+	}
+	r.kindsMu.Lock()
+	defer r.kindsMu.Unlock()
+	if _, dup := r.kinds[name]; dup {
+		return fmt.Errorf("jobs: register %s: already registered", name)
+	}
+	r.kinds[name] = k
+	return nil
+}
+
+// RegisterFunc registers a kind from a function, with the default timeout and attempts.
+func (r *Runtime) RegisterFunc(name string, fn HandlerFunc) error {
+	return r.Register(name, Kind{Handler: fn})
+}
+
+// Kinds returns the registered kind names, sorted.
+func (r *Runtime) Kinds() []string {
+	r.kindsMu.RLock()
+	defer r.kindsMu.RUnlock()
+	out := make([]string, 0, len(r.kinds))
+	for k := range r.kinds {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (r *Runtime) kind(name string) (Kind, bool) {
+	r.kindsMu.RLock()
+	defer r.kindsMu.RUnlock()
+	k, ok := r.kinds[name]
+	return k, ok
+}
+
+// Pool returns the pool the handlers run on.
+func (r *Runtime) Pool() *pool.Pool { return r.pool }
+
+// Store returns the store.
+func (r *Runtime) Store() *store.Store { return r.store }
+
+// QueueNames returns the configured queues, sorted.
+func (r *Runtime) QueueNames() []string {
+	out := make([]string, 0, len(r.opts.Queues))
+	for q := range r.opts.Queues {
+		out = append(out, q)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Resize changes the pool's size and lets the dispatcher fill the new room at once.
+func (r *Runtime) Resize(n int) (int, error) {
+	old, err := r.pool.Tune(n)
+	if err == nil {
+		r.signal(r.wake)
+	}
+	return old, err
+}
+
+func (r *Runtime) signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,545 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tandem-run/tandem/pool"
+	"github.com/tandem-run/tandem/store"
+	"go.uber.org/goleak"
+)
+
+// ants starts the goroutines of its package-level default pool at init; they are not ours.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type testBundle struct {
+	store *store.Store
+	pool  *pool.Pool
+	path  string
+	clock *fakeClock
+}
+
+// setup builds a runtime on a real store file and pool; tweak adjusts the options. The runtime is
+// started; cleanup stops it and checks the file.
+func setup(t *testing.T, size int, tweak func(*Options)) (*Runtime, *testBundle) {
+	t.Helper()
+	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
+	rt := build(t, b, size, tweak)
+	if err := rt.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return rt, b
+}
+
+func build(t *testing.T, b *testBundle, size int, tweak func(*Options)) *Runtime {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(context.Background(), store.Options{Path: b.path, Logger: logger, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.New(pool.Options{Name: "jobs", Size: size, Backlog: pool.MaxBacklog, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.store, b.pool = st, p
+	opts := Options{Store: st, Pool: p, Logger: logger, Backoff: func(int) time.Duration { return time.Millisecond }, ShutdownTimeout: 2 * time.Second}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	rt, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := rt.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+		_ = p.Release(ctx)
+		if err := st.Check(); err != nil && !errors.Is(err, store.ErrClosed) {
+			t.Errorf("consistency: %v", err)
+		}
+		st.Close()
+	})
+	return rt
+}
+
+func enqueue(t *testing.T, rt *Runtime, p EnqueueParams) *Job {
+	t.Helper()
+	j, _, err := rt.Enqueue(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// waitState polls a job until it reaches want or 10 s pass.
+func waitState(t *testing.T, rt *Runtime, id string, want State) *Job {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		j, err := rt.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State == want {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s is %s (attempt %d, errors %v), want %s", id, j.State, j.Attempt, j.Errors, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestSucceedsWithResult(t *testing.T) {
+	rt, _ := setup(t, 2, nil)
+	_ = rt.RegisterFunc("echo", func(ctx context.Context, j *Job) (any, error) { return j.Payload, nil })
+	j := enqueue(t, rt, EnqueueParams{Kind: "echo", Payload: json.RawMessage(`{"a":1}`)})
+	if j.State != StateReady || j.Queue != "default" || j.MaxAttempts != 25 {
+		t.Fatalf("enqueued %+v", j)
+	}
+	done := waitState(t, rt, j.ID, StateSucceeded)
+	if string(done.Result) != `{"a":1}` || done.Attempt != 1 || done.FinishedAt == nil {
+		t.Fatalf("done %+v", done)
+	}
+}
+
+func TestRetriesThenDeadThenRetryByHand(t *testing.T) {
+	rt, _ := setup(t, 2, nil)
+	var calls atomic.Int32
+	failing := atomic.Bool{}
+	failing.Store(true)
+	_ = rt.RegisterFunc("flaky", func(ctx context.Context, j *Job) (any, error) {
+		calls.Add(1)
+		if failing.Load() {
+			return nil, errors.New("boom")
+		}
+		return "ok", nil
+	})
+	j := enqueue(t, rt, EnqueueParams{Kind: "flaky", MaxAttempts: 3})
+	dead := waitState(t, rt, j.ID, StateDead)
+	if dead.Attempt != 3 || len(dead.Errors) != 3 || dead.Errors[2].Error != "boom" || calls.Load() != 3 {
+		t.Fatalf("dead %+v after %d calls", dead, calls.Load())
+	}
+	failing.Store(false)
+	if _, err := rt.Retry(context.Background(), j.ID); err != nil {
+		t.Fatal(err)
+	}
+	ok := waitState(t, rt, j.ID, StateSucceeded)
+	if ok.Attempt != 1 || len(ok.Errors) != 3 {
+		t.Fatalf("after retry %+v", ok)
+	}
+	if _, err := rt.Retry(context.Background(), j.ID); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("retry of a succeeded job: %v", err)
+	}
+}
+
+func TestPermanentSnoozeTimeoutPanic(t *testing.T) {
+	rt, _ := setup(t, 4, nil)
+	var snoozes atomic.Int32
+	_ = rt.RegisterFunc("perm", func(context.Context, *Job) (any, error) { return nil, Permanent(errors.New("bad input")) })
+	_ = rt.RegisterFunc("snooze", func(context.Context, *Job) (any, error) {
+		if snoozes.Add(1) <= 2 {
+			return nil, Snooze(time.Millisecond)
+		}
+		return nil, nil
+	})
+	_ = rt.Register("slow", Kind{Timeout: 30 * time.Millisecond, Handler: HandlerFunc(func(ctx context.Context, _ *Job) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})})
+	_ = rt.RegisterFunc("panics", func(context.Context, *Job) (any, error) { panic("kaboom") })
+
+	perm := enqueue(t, rt, EnqueueParams{Kind: "perm"})
+	snooze := enqueue(t, rt, EnqueueParams{Kind: "snooze", MaxAttempts: 1})
+	slow := enqueue(t, rt, EnqueueParams{Kind: "slow", MaxAttempts: 1})
+	pan := enqueue(t, rt, EnqueueParams{Kind: "panics", MaxAttempts: 1})
+
+	if j := waitState(t, rt, perm.ID, StateDead); j.Attempt != 1 {
+		t.Errorf("permanent error used %d attempts", j.Attempt)
+	}
+	if j := waitState(t, rt, snooze.ID, StateSucceeded); j.Attempt != 1 || snoozes.Load() != 3 {
+		t.Errorf("snooze consumed attempts: attempt %d, calls %d", j.Attempt, snoozes.Load())
+	}
+	if j := waitState(t, rt, slow.ID, StateDead); !strings.Contains(j.Errors[0].Error, "timed out after 30ms") {
+		t.Errorf("timeout error = %q", j.Errors[0].Error)
+	}
+	if j := waitState(t, rt, pan.ID, StateDead); !strings.Contains(j.Errors[0].Error, "panic: kaboom") {
+		t.Errorf("panic error = %q", j.Errors[0].Error)
+	}
+}
+
+func TestCancelWaitingAndRunning(t *testing.T) {
+	rt, _ := setup(t, 1, nil)
+	started := make(chan string, 10)
+	_ = rt.RegisterFunc("block", func(ctx context.Context, j *Job) (any, error) {
+		started <- j.ID
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	running := enqueue(t, rt, EnqueueParams{Kind: "block"})
+	<-started
+	delayed := enqueue(t, rt, EnqueueParams{Kind: "block", Delay: time.Hour})
+	if delayed.State != StateScheduled {
+		t.Fatalf("delayed job is %s", delayed.State)
+	}
+	if j, err := rt.Cancel(context.Background(), delayed.ID); err != nil || j.State != StateCanceled {
+		t.Fatalf("cancel scheduled: %+v %v", j, err)
+	}
+	if _, err := rt.Cancel(context.Background(), running.ID); err != nil {
+		t.Fatal(err)
+	}
+	j := waitState(t, rt, running.ID, StateCanceled)
+	if j.Attempt != 1 {
+		t.Errorf("canceled running job: %+v", j)
+	}
+	if _, err := rt.Cancel(context.Background(), running.ID); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("cancel of a finished job: %v", err)
+	}
+	select {
+	case id := <-started:
+		t.Fatalf("job %s ran after cancel", id)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestUniqueKeyReturnsLiveJob(t *testing.T) {
+	rt, _ := setup(t, 1, nil)
+	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
+	a, created, _ := rt.Enqueue(context.Background(), EnqueueParams{Kind: "x", UniqueKey: "k", Delay: time.Hour})
+	b, created2, _ := rt.Enqueue(context.Background(), EnqueueParams{Kind: "x", UniqueKey: "k"})
+	if !created || created2 || a.ID != b.ID {
+		t.Fatalf("unique: %v %v %s %s", created, created2, a.ID, b.ID)
+	}
+}
+
+func TestDelayedJobBecomesReadyWithFakeClock(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	rt, _ := setup(t, 1, func(o *Options) { o.Now = clock.Now })
+	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
+	j := enqueue(t, rt, EnqueueParams{Kind: "x", Delay: 10 * time.Minute})
+	time.Sleep(30 * time.Millisecond)
+	if got, _ := rt.Get(context.Background(), j.ID); got.State != StateScheduled {
+		t.Fatalf("ran early: %s", got.State)
+	}
+	clock.Advance(11 * time.Minute)
+	rt.signal(rt.promote)
+	waitState(t, rt, j.ID, StateSucceeded)
+}
+
+func TestPauseResumeAndPersistence(t *testing.T) {
+	rt, b := setup(t, 1, nil)
+	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
+	if err := rt.Pause(context.Background(), "default"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Pause(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("pause unknown queue: %v", err)
+	}
+	j := enqueue(t, rt, EnqueueParams{Kind: "x"})
+	time.Sleep(50 * time.Millisecond)
+	if got, _ := rt.Get(context.Background(), j.ID); got.State != StateReady {
+		t.Fatalf("paused queue ran a job: %s", got.State)
+	}
+	qs, _ := rt.Queues(context.Background())
+	if len(qs) != 1 || !qs[0].Paused {
+		t.Fatalf("queues %+v", qs)
+	}
+	if !b.store.Paused("default") {
+		t.Fatal("pause not in store")
+	}
+	if err := rt.Resume(context.Background(), "default"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, rt, j.ID, StateSucceeded)
+}
+
+func TestValidation(t *testing.T) {
+	rt, _ := setup(t, 1, func(o *Options) { o.MaxPayloadBytes = 64; o.BatchMax = 2 })
+	_ = rt.Register("v", Kind{Handler: HandlerFunc(func(context.Context, *Job) (any, error) { return nil, nil }),
+		Validate: func(p json.RawMessage) error {
+			if strings.Contains(string(p), "bad") {
+				return &ValidationError{Fields: map[string]string{"payload.x": "is bad"}}
+			}
+			return nil
+		}})
+	cases := []struct {
+		name  string
+		p     EnqueueParams
+		field string
+	}{
+		{"no kind", EnqueueParams{}, "kind"},
+		{"unknown kind", EnqueueParams{Kind: "nope"}, "kind"},
+		{"unknown queue", EnqueueParams{Kind: "v", Queue: "mail"}, "queue"},
+		{"priority", EnqueueParams{Kind: "v", Priority: 10}, "priority"},
+		{"negative delay", EnqueueParams{Kind: "v", Delay: -time.Second}, "delay"},
+		{"both times", EnqueueParams{Kind: "v", Delay: time.Second, RunAt: time.Now().Add(time.Hour)}, "run_at"},
+		{"attempts", EnqueueParams{Kind: "v", MaxAttempts: 1001}, "max_attempts"},
+		{"timeout", EnqueueParams{Kind: "v", Timeout: 25 * time.Hour}, "timeout"},
+		{"payload json", EnqueueParams{Kind: "v", Payload: json.RawMessage(`{`)}, "payload"},
+		{"kind validate", EnqueueParams{Kind: "v", Payload: json.RawMessage(`{"x":"bad"}`)}, "payload.x"},
+		{"unique key", EnqueueParams{Kind: "v", UniqueKey: strings.Repeat("k", 257)}, "unique_key"},
+	}
+	for _, tc := range cases {
+		_, _, err := rt.Enqueue(context.Background(), tc.p)
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Fields[tc.field] == "" {
+			t.Errorf("%s: got %v, want a ValidationError on %s", tc.name, err, tc.field)
+		}
+	}
+	if _, _, err := rt.Enqueue(context.Background(), EnqueueParams{Kind: "v", Payload: json.RawMessage(`"` + strings.Repeat("x", 100) + `"`)}); !errors.Is(err, ErrPayloadTooLarge) {
+		t.Errorf("large payload: %v", err)
+	}
+	_, _, err := rt.EnqueueBatch(context.Background(), []EnqueueParams{{Kind: "v"}, {Kind: "v", Priority: -1}})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || ve.Fields["jobs[1].priority"] == "" {
+		t.Errorf("batch field names: %v", err)
+	}
+	if _, _, err := rt.EnqueueBatch(context.Background(), make([]EnqueueParams, 3)); !errors.As(err, &ve) || ve.Fields["jobs"] == "" {
+		t.Errorf("batch over max: %v", err)
+	}
+	if jobs, _, _ := rt.List(context.Background(), store.Filter{}); len(jobs) != 0 {
+		t.Fatalf("refused enqueues wrote %d jobs", len(jobs))
+	}
+}
+
+func TestMaxPending(t *testing.T) {
+	rt, _ := setup(t, 1, func(o *Options) { o.MaxPending = 2 })
+	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
+	for range 2 {
+		enqueue(t, rt, EnqueueParams{Kind: "x", Delay: time.Hour})
+	}
+	if _, _, err := rt.Enqueue(context.Background(), EnqueueParams{Kind: "x"}); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("got %v, want ErrQueueFull", err)
+	}
+}
+
+// TestWeightsCapsAndPrefetch: with both queues full, workers go to queues in proportion to their
+// weights, a queue never runs more than its cap, and leased-not-finished jobs never exceed
+// size + prefetch.
+func TestWeightsCapsAndPrefetch(t *testing.T) {
+	const size, prefetch = 4, 2
+	rt, b := setup(t, size, func(o *Options) {
+		o.Prefetch = prefetch
+		o.Queues = map[string]QueueOptions{"heavy": {Weight: 3}, "light": {Weight: 1}, "capped": {Weight: 4, Concurrency: 1}}
+	})
+	var mu sync.Mutex
+	order := []string{}
+	running := map[string]int{}
+	var capViolation atomic.Bool
+	_ = rt.RegisterFunc("w", func(ctx context.Context, j *Job) (any, error) {
+		mu.Lock()
+		order = append(order, j.Queue)
+		running[j.Queue]++
+		if running["capped"] > 1 {
+			capViolation.Store(true)
+		}
+		mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		running[j.Queue]--
+		mu.Unlock()
+		return nil, nil
+	})
+	_ = rt.Pause(context.Background(), "heavy")
+	_ = rt.Pause(context.Background(), "light")
+	_ = rt.Pause(context.Background(), "capped")
+	var ids []string
+	for _, q := range []string{"heavy", "light", "capped"} {
+		ps := make([]EnqueueParams, 60)
+		for i := range ps {
+			ps[i] = EnqueueParams{Kind: "w", Queue: q}
+		}
+		jobs, _, err := rt.EnqueueBatch(context.Background(), ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			ids = append(ids, j.ID)
+		}
+	}
+	stop := make(chan struct{})
+	var maxInflight atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			qs, _ := b.store.Queues(context.Background())
+			n := 0
+			for _, q := range qs {
+				n += q.Counts[StateRunning]
+			}
+			if int64(n) > maxInflight.Load() {
+				maxInflight.Store(int64(n))
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	for _, q := range []string{"heavy", "light", "capped"} {
+		_ = rt.Resume(context.Background(), q)
+	}
+	for _, id := range ids {
+		waitState(t, rt, id, StateSucceeded)
+	}
+	close(stop)
+	if capViolation.Load() {
+		t.Error("the capped queue ran more than 1 job at once")
+	}
+	if m := maxInflight.Load(); m > size+prefetch {
+		t.Errorf("%d jobs running in the store at once, above size+prefetch %d", m, size+prefetch)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Among the first 40 starts (all queues busy), heavy should clearly outnumber light.
+	var heavy, light int
+	for _, q := range order[:40] {
+		switch q {
+		case "heavy":
+			heavy++
+		case "light":
+			light++
+		}
+	}
+	if heavy < 2*light || light == 0 {
+		t.Errorf("first 40 starts: heavy %d, light %d (weights 3:1)", heavy, light)
+	}
+}
+
+// TestShutdownPutsJobsBack: at Stop, a job that outlives the grace period is canceled and goes back
+// to ready with its attempt recorded; prefetched jobs go back with no attempt used.
+func TestShutdownPutsJobsBack(t *testing.T) {
+	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
+	rt := build(t, b, 1, func(o *Options) { o.ShutdownTimeout = 50 * time.Millisecond; o.Prefetch = 2 })
+	started := make(chan struct{}, 10)
+	_ = rt.RegisterFunc("forever", func(ctx context.Context, j *Job) (any, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	if err := rt.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a := enqueue(t, rt, EnqueueParams{Kind: "forever"})
+	<-started
+	waiting := enqueue(t, rt, EnqueueParams{Kind: "forever"})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if j, _ := rt.Get(context.Background(), waiting.ID); j.State == StateRunning {
+			break // leased (prefetched), waiting for the one worker
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("second job never prefetched")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := rt.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ja, _ := b.store.Get(context.Background(), a.ID)
+	if ja.State != StateReady || ja.Attempt != 1 || len(ja.Errors) != 1 || ja.Errors[0].Error != "interrupted: shutdown" {
+		t.Errorf("interrupted job = %+v", ja)
+	}
+	jw, _ := b.store.Get(context.Background(), waiting.ID)
+	if jw.State != StateReady || jw.Attempt != 0 || len(jw.Errors) != 0 {
+		t.Errorf("prefetched job = %+v", jw)
+	}
+}
+
+// TestRecoverAfterCrash: jobs a dead process left running are ready again at the next Start.
+func TestRecoverAfterCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	st, err := store.Open(context.Background(), store.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _ = st.Insert(context.Background(), []*Job{{Kind: "x", Queue: "default", State: StateReady, MaxAttempts: 5, Timeout: time.Minute}}, nil)
+	leased, _ := st.Lease(context.Background(), "default", 1, time.Minute)
+	st.Close() // the "crash": the job is left running in the file
+	b := &testBundle{path: path}
+	rt := build(t, b, 1, nil)
+	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
+	if err := rt.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	j := waitState(t, rt, leased[0].ID, StateSucceeded)
+	if j.Attempt != 2 || len(j.Errors) != 1 {
+		t.Fatalf("recovered job = %+v", j)
+	}
+}
+
+func TestDefaultBackoffBounds(t *testing.T) {
+	for attempt := 1; attempt <= 30; attempt++ {
+		base := time.Hour
+		if attempt < 13 {
+			base = min(time.Second<<(attempt-1), time.Hour)
+		}
+		for range 50 {
+			d := DefaultBackoff(attempt)
+			if d < base*3/4 || d > base*5/4 {
+				t.Fatalf("attempt %d: %s outside [%s, %s]", attempt, d, base*3/4, base*5/4)
+			}
+		}
+	}
+}
+
+// TestWorkersArePinned reads a worker thread's CPU affinity back from the kernel while the job runs.
+func TestWorkersArePinned(t *testing.T) {
+	res, _ := pool.DetectResources(pool.DetectOptions{})
+	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
+	rt := build(t, b, 2, nil)
+	// Replace the pool with a pinned one.
+	pinned, err := pool.New(pool.Options{Name: "jobs", Size: 2, Backlog: 100, PinCPUs: res.AllowedCPUs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Release(context.Background())
+	rt.pool = pinned
+	type seen struct {
+		cpus []int
+		err  error
+	}
+	got := make(chan seen, 8)
+	_ = rt.RegisterFunc("where", func(context.Context, *Job) (any, error) {
+		cpus, err := pool.ThreadAffinity(pool.Gettid())
+		got <- seen{cpus, err}
+		return nil, nil
+	})
+	if err := rt.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		enqueue(t, rt, EnqueueParams{Kind: "where"})
+	}
+	for range 4 {
+		s := <-got
+		if s.err != nil {
+			t.Fatal(s.err)
+		}
+		if len(s.cpus) != 1 {
+			t.Fatalf("worker thread may run on %v, want exactly one CPU", s.cpus)
+		}
+	}
+}
