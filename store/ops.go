@@ -318,3 +318,16 @@ func (t *txn) isPaused(queue string) bool {
 	}
 	return t.s.Paused(queue)
 }
+
+// Ping sends an empty request through the committer and waits for its commit: it fails or hangs
+// exactly when writes would, which is what a watchdog wants to know.
+func (s *Store) Ping(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.exec(context.WithoutCancel(ctx), func(*txn) error { return nil }) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("store: ping: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,52 @@
+# Shared shell functions for bench/ scripts: build tandem, start it on loopback, stop it by PID.
+# Sourced, not run.
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+OUT=${OUT:-$ROOT/bench/out}
+mkdir -p "$OUT"
+TANDEM=${TANDEM:-$OUT/tandem}
+
+build_tandem() {
+  (cd "$ROOT" && go build -trimpath -o "$TANDEM" .)
+}
+
+# free_port prints a free loopback TCP port.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_tandem NAME [env assignments...]: starts tandem serve in the background with a fresh store,
+# sets HTTP_URL, ADMIN_URL, TANDEM_PID; waits until /readyz answers.
+start_tandem() {
+  local name=$1; shift
+  local hp ap
+  hp=$(free_port); ap=$(free_port)
+  rm -rf "$OUT/$name.db"
+  env TANDEM_SERVER_ADDR=127.0.0.1:$hp TANDEM_ADMIN_ADDR=127.0.0.1:$ap \
+      TANDEM_STORE_PATH="$OUT/$name.db" TANDEM_LOG_LEVEL=warn TANDEM_SERVER_DEMO_ROUTES=true "$@" \
+      "$TANDEM" serve >"$OUT/$name.log" 2>&1 &
+  TANDEM_PID=$!
+  HTTP_URL=http://127.0.0.1:$hp
+  ADMIN_URL=http://127.0.0.1:$ap
+  for _ in $(seq 1 200); do
+    curl -fsS "$HTTP_URL/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "tandem $name did not start; log:" >&2; cat "$OUT/$name.log" >&2; return 1
+}
+
+stop_tandem() {
+  [ -n "${TANDEM_PID:-}" ] || return 0
+  kill -TERM "$TANDEM_PID" 2>/dev/null || true
+  wait "$TANDEM_PID" 2>/dev/null || true
+  TANDEM_PID=
+}
+trap stop_tandem EXIT
+
+# wrk_rps ARGS...: runs wrk and prints its Requests/sec figure.
+wrk_rps() {
+  wrk "$@" | awk '/Requests\/sec/ {print $2}'
+}
+
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.3f}' if b else 'n/a')" "$1" "$2"; }

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tandem-run/tandem/jobs"
+	"github.com/tandem-run/tandem/kinds"
+	"github.com/tandem-run/tandem/pool"
+	"github.com/tandem-run/tandem/server"
+	"github.com/tandem-run/tandem/store"
+	"github.com/tandem-run/tandem/systemd"
+)
+
+// runServe is the whole life of the process: config -> sizing -> store -> pools -> jobs ->
+// server -> signals, then the same in reverse.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "[config flags]", stderr)
+	l, err := loadFromArgs(fs, args, nil)
+	if err != nil {
+		return err
+	}
+	cfg := l.Config
+	if err := checkStartable(cfg); err != nil {
+		return err
+	}
+	logs := newLogging(stderr, cfg.Log)
+	log := logs.logger
+
+	// Sizing: what the container allows, then GOMAXPROCS, GOMEMLIMIT and the two pools.
+	res, err := pool.DetectResources(pool.DetectOptions{})
+	if err != nil {
+		log.Warn("cpu and memory limits not detected; using the machine's", "err", err)
+	}
+	rt := pool.ApplyRuntime(res, pool.RuntimeConfig{GOMAXPROCS: cfg.Runtime.GOMAXPROCS, GOMEMLIMITRatio: cfg.Runtime.GOMEMLIMITRatio})
+	sz := deriveSizes(cfg, rt)
+
+	st, err := store.Open(ctx, store.Options{
+		Path: cfg.Store.Path, OpenTimeout: cfg.Store.OpenTimeout, NoSync: cfg.Store.Sync == "none", Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", cfg.Store.Path, err)
+	}
+	defer st.Close()
+
+	httpPool, err := pool.New(pool.Options{Name: "http", Size: sz.threads, Backlog: cfg.Server.Backlog, Logger: log})
+	if err != nil {
+		return err
+	}
+	var pin []int
+	if cfg.Jobs.PinCPUs {
+		pin = res.AllowedCPUs
+	}
+	// The dispatcher bounds what it submits to size + prefetch, so the backlog only needs to hold
+	// the prefetched jobs; MaxBacklog keeps a live resize from ever refusing one.
+	jobPool, err := pool.New(pool.Options{Name: "jobs", Size: sz.concurrency, Backlog: pool.MaxBacklog, PinCPUs: pin, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	runtime, err := jobs.New(jobs.Options{
+		Store: st, Pool: jobPool, Queues: queueOptions(cfg.Jobs.Queues),
+		MaxPending: cfg.Jobs.MaxPending, MaxAttempts: cfg.Jobs.MaxAttempts, Timeout: cfg.Jobs.Timeout,
+		Retention: cfg.Jobs.Retention, MaxPayloadBytes: cfg.Jobs.MaxPayloadBytes,
+		MaxResultBytes: cfg.Jobs.MaxResultBytes, BatchMax: cfg.Jobs.BatchMax, Prefetch: cfg.Jobs.Prefetch,
+		ShutdownTimeout: cfg.Jobs.ShutdownTimeout, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := kinds.Register(runtime, kinds.Options{ExecAllow: cfg.Jobs.ExecAllow}); err != nil {
+		return err
+	}
+	if err := runtime.Start(ctx); err != nil {
+		return err
+	}
+
+	srv, err := server.New(server.Options{
+		Addr: cfg.Server.Addr, AdminAddr: cfg.Admin.Addr, AdminToken: cfg.Admin.Token,
+		Threads: httpPool, Pools: map[string]*pool.Pool{"http": httpPool, "jobs": jobPool},
+		Jobs:         runtime,
+		QueueTimeout: cfg.Server.QueueTimeout, RequestTimeout: cfg.Server.RequestTimeout,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, ReadTimeout: cfg.Server.ReadTimeout,
+		WriteTimeout: cfg.Server.WriteTimeout, IdleTimeout: cfg.Server.IdleTimeout,
+		MaxHeaderBytes: cfg.Server.MaxHeaderBytes, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
+		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,
+		Runtime: runtimeInfo(res, rt),
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		_ = runtime.Stop(ctx)
+		return err
+	}
+	srv.SetReady(true)
+
+	notify := systemd.NewNotifier(systemd.NotifierOptions{Logger: log, Health: func(ctx context.Context) error {
+		return st.Ping(ctx) // a stuck store (a hung disk) stops the watchdog pings
+	}})
+	if err := notify.Start(ctx); err != nil {
+		log.Warn("systemd watchdog", "err", err)
+	}
+	defer notify.Stop()
+
+	log.Info("tandem started",
+		"gomaxprocs", rt.GOMAXPROCS, "gomaxprocs_source", rt.GOMAXPROCSSource,
+		"cpu_quota", nullable(res.CPUQuota), "cpus_allowed", res.CPUsAllowed,
+		"memory_limit", nullable(res.MemoryLimit), "gomemlimit", nullable(rt.GOMEMLIMIT),
+		"threads", sz.threads, "concurrency", sz.concurrency,
+		"http_addr", srv.Addr(), "admin_addr", srv.AdminAddr(), "version", version)
+	_ = notify.Ready(fmt.Sprintf("serving on %s; threads=%d concurrency=%d", srv.Addr(), sz.threads, sz.concurrency))
+
+	waitForStop(ctx, log, func() { reload(l, fs, logs, httpPool, jobPool, log) })
+
+	// Shutdown, in order (asynq's): stop taking requests (readiness 503, listeners closed, requests
+	// in flight finish up to server.shutdown_timeout), so no new job arrives; then stop the jobs
+	// runtime (no new leases, running jobs finish up to jobs.shutdown_timeout, the rest go back to
+	// ready); then the pools and the store. A second signal exits at once (waitForStop).
+	_ = notify.Stopping("draining")
+	log.Info("shutting down", "server_timeout", cfg.Server.ShutdownTimeout.String(), "jobs_timeout", cfg.Jobs.ShutdownTimeout.String())
+	var errs []error
+	srvCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownTimeout)
+	errs = append(errs, srv.Shutdown(srvCtx))
+	cancel()
+	jobsCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Jobs.ShutdownTimeout+5*time.Second)
+	errs = append(errs, runtime.Stop(jobsCtx))
+	errs = append(errs, jobPool.Release(jobsCtx), httpPool.Release(jobsCtx))
+	cancel()
+	errs = append(errs, st.Close())
+	if err := errors.Join(errs...); err != nil {
+		log.Error("shutdown", "err", err)
+		return err
+	}
+	log.Info("tandem stopped")
+	return nil
+}
+
+// waitForStop blocks until SIGTERM or SIGINT (or ctx ends), calling onHUP for each SIGHUP. After
+// the first stop signal, a second one exits the process at once.
+func waitForStop(ctx context.Context, log *slog.Logger, onHUP func()) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for {
+		select {
+		case <-ctx.Done():
+			signal.Stop(sigs)
+			return
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				onHUP()
+				continue
+			}
+			log.Info("signal received; draining (send it again to exit at once)", "signal", s.String())
+			go func() {
+				for s := range sigs {
+					if s != syscall.SIGHUP {
+						log.Warn("second signal; exiting at once", "signal", s.String())
+						os.Exit(exitFail)
+					}
+				}
+			}()
+			return
+		}
+	}
+}
+
+// sizes are the two pool sizes after "auto" was resolved.
+type sizes struct{ threads, concurrency int }
+
+func deriveSizes(cfg Config, rt pool.RuntimeSettings) sizes {
+	s := sizes{threads: cfg.Server.Threads, concurrency: cfg.Jobs.Concurrency}
+	if s.threads == 0 {
+		s.threads = pool.DefaultThreads(rt.GOMAXPROCS)
+	}
+	if s.concurrency == 0 {
+		s.concurrency = pool.DefaultConcurrency(rt.GOMAXPROCS)
+	}
+	return s
+}
+
+// checkStartable checks what a start needs beyond each key's own range.
+func checkStartable(cfg Config) error {
+	if err := server.ValidateAdminAddr(cfg.Admin.Addr, cfg.Admin.Token); err != nil {
+		return &ConfigError{Key: "admin.addr", Value: cfg.Admin.Addr, Allowed: err.Error()}
+	}
+	return nil
+}
+
+func queueOptions(qs map[string]QueueConfig) map[string]jobs.QueueOptions {
+	out := make(map[string]jobs.QueueOptions, len(qs))
+	for name, q := range qs {
+		out[name] = jobs.QueueOptions{Weight: q.Weight, Concurrency: q.Concurrency, MaxPending: q.MaxPending}
+	}
+	return out
+}
+
+// nullable reports zero ("no limit") as JSON null.
+func nullable[T int64 | float64](v T) any {
+	if v == 0 {
+		return nil
+	}
+	return v
+}

@@ -1,0 +1,127 @@
+// Command tandem serves HTTP and runs durable background jobs in one process, sized from the
+// container's CPU quota. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=... -X main.date=...".
+var (
+	version = "dev"
+	commit  = "none"
+	date    = "unknown"
+)
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitFail   = 1 // a runtime failure: the store is locked, a server is down, a job failed to enqueue
+	exitConfig = 2 // bad flags or configuration: fix the command line or the file
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// command is one subcommand.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the HTTP server and the job workers (the default)", runServe},
+		{"config", "print the effective configuration (--sources: where each value came from)", runConfig},
+		{"check-config", "validate the configuration and exit", runCheckConfig},
+		{"version", "print version, commit, build date and Go version", runVersion},
+		{"healthcheck", "exit 0 when tandem answers /readyz with 200 (for container HEALTHCHECK)", runHealthcheck},
+		{"enqueue", "enqueue a job on a running tandem", runEnqueue},
+		{"jobs", "list, show, cancel or retry jobs on a running tandem", runJobs},
+		{"queues", "show queues, or pause/resume one, on a running tandem", runQueues},
+		{"pools", "show or resize the pools of a running tandem", runPools},
+	}
+}
+
+// run dispatches to a subcommand and maps its error to an exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	name := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if name == "help" {
+		usage(stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name != name {
+			continue
+		}
+		err := c.run(ctx, args, stdout, stderr)
+		switch {
+		case err == nil, errors.Is(err, pflag.ErrHelp):
+			return exitOK
+		case isUsageError(err):
+			fmt.Fprintf(stderr, "tandem %s: %v\n", name, err)
+			return exitConfig
+		default:
+			fmt.Fprintf(stderr, "tandem %s: %v\n", name, err)
+			return exitFail
+		}
+	}
+	fmt.Fprintf(stderr, "tandem: unknown command %q\n\n", name)
+	usage(stderr)
+	return exitConfig
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: tandem [command] [flags]")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'tandem COMMAND --help' for a command's flags.")
+}
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func isUsageError(err error) bool {
+	var ue usageError
+	var ce *ConfigError
+	return errors.As(err, &ue) || errors.As(err, &ce)
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name, synopsis string, stderr io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("tandem "+name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: tandem %s %s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, turning a parse error into a usage error.
+func parseFlags(fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}

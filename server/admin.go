@@ -1,0 +1,279 @@
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/tandem-run/tandem/pool"
+)
+
+// adminRouter builds the admin listener. Every route requires the token (when one is set) except
+// the patterns in publicRoutes.
+func (s *Server) adminRouter() chi.Router {
+	a := chi.NewRouter()
+	a.NotFound(notFound)
+	a.MethodNotAllowed(methodNotAllowed)
+	a.Use(s.adminAuth(a), requireJSON, s.limitBody)
+	a.Get("/admin/runtime", s.runtimeInfo)
+	a.Get("/admin/pools", s.listPools)
+	a.Put("/admin/pools/{name}", s.resizePool)
+	a.Delete("/admin/pools/{name}/pin", s.unpinPool)
+	if s.opts.Jobs != nil {
+		a.Post("/admin/queues/{name}/pause", s.pauseQueue(true))
+		a.Post("/admin/queues/{name}/resume", s.pauseQueue(false))
+		// The dashboard lives on this listener, so it reaches the job API here, behind the token.
+		a.Route("/admin/api/v1", s.jobRoutes)
+	}
+	if s.opts.Metrics != nil {
+		a.Method(http.MethodGet, "/metrics", s.opts.Metrics)
+	}
+	if s.opts.UI != nil {
+		a.Get("/", http.RedirectHandler("/admin/ui/", http.StatusFound).ServeHTTP)
+		a.Get("/admin/ui", http.RedirectHandler("/admin/ui/", http.StatusMovedPermanently).ServeHTTP)
+		a.Method(http.MethodGet, "/admin/ui/*", http.StripPrefix("/admin/ui", s.opts.UI))
+	}
+	return a
+}
+
+// publicRoutes are the admin route patterns served without the token: the dashboard's static
+// files (the page must load to ask for the token; its API calls carry it) and, unless
+// MetricsAuth, the metrics. Everything else, including routes added later, requires the token.
+func (s *Server) publicRoutes() map[string]bool {
+	m := map[string]bool{"GET /": true, "GET /admin/ui": true, "GET /admin/ui/*": true}
+	if !s.opts.MetricsAuth {
+		m["GET /metrics"] = true
+	}
+	return m
+}
+
+// adminAuth is the one authentication check of the admin listener. It matches the request against
+// the router to find its route pattern, so the public list names routes, not path prefixes.
+func (s *Server) adminAuth(mux *chi.Mux) func(http.Handler) http.Handler {
+	public := s.publicRoutes()
+	want := []byte("Bearer " + s.opts.AdminToken)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if s.opts.AdminToken == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rctx := chi.NewRouteContext()
+			if mux.Match(rctx, r.Method, r.URL.Path) && public[r.Method+" "+rctx.RoutePattern()] {
+				next.ServeHTTP(w, r)
+				return
+			}
+			got := []byte(r.Header.Get("Authorization"))
+			if subtle.ConstantTimeCompare(got, want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="tandem admin"`)
+				writeError(w, r, http.StatusUnauthorized, "missing or wrong admin token (Authorization: Bearer <admin.token>)")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// requireJSON refuses mutating requests that are not application/json: a form on another site
+// cannot send that without a CORS preflight, which tandem never answers.
+func requireJSON(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if err != nil || mt != "application/json" {
+				writeError(w, r, http.StatusUnsupportedMediaType, "send Content-Type: application/json")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) runtimeInfo(w http.ResponseWriter, r *http.Request) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	var info RuntimeInfo
+	if s.opts.Runtime != nil {
+		info = s.opts.Runtime()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"gomaxprocs": runtime.GOMAXPROCS(0), "gomaxprocs_source": info.GOMAXPROCSSource,
+		"cpu_quota": nullIfZero(info.CPUQuota), "cpus_allowed": info.CPUsAllowed, "num_cpu": runtime.NumCPU(),
+		"memory_limit": nullIfZero(info.MemoryLimit), "gomemlimit": nullIfZero(info.GOMEMLIMIT),
+		"goroutines": runtime.NumGoroutine(), "heap_alloc_bytes": ms.HeapAlloc, "heap_sys_bytes": ms.HeapSys,
+		"uptime_seconds": time.Since(s.started).Seconds(), "started_at": s.started.UTC(),
+		"version": s.opts.Version, "go_version": runtime.Version(),
+	})
+}
+
+func nullIfZero[T int64 | float64](v T) any {
+	if v == 0 {
+		return nil
+	}
+	return v
+}
+
+// poolView is a pool as the admin API shows it.
+type poolView struct {
+	Size      int    `json:"size"`
+	Running   int    `json:"running"`
+	Waiting   int    `json:"waiting"`
+	Backlog   *int   `json:"backlog,omitempty"` // the threads pool only: the jobs pool's backlog is internal
+	Rejected  uint64 `json:"rejected"`
+	Pinned    bool   `json:"pinned"`
+	Autoscale bool   `json:"autoscale"`
+}
+
+func (s *Server) viewPool(name string, p *pool.Pool) poolView {
+	st := p.Stats()
+	v := poolView{Size: st.Size, Running: st.Running, Waiting: st.Waiting, Rejected: st.Rejected}
+	if p == s.opts.Threads {
+		v.Backlog = &st.Backlog
+	}
+	if pin, ok := s.opts.Pinners[name]; ok {
+		v.Autoscale, v.Pinned = true, pin.Pinned()
+	}
+	return v
+}
+
+func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {
+	out := map[string]poolView{}
+	for name, p := range s.opts.Pools {
+		out[name] = s.viewPool(name, p)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) lookupPool(w http.ResponseWriter, r *http.Request) (string, *pool.Pool, bool) {
+	name := chi.URLParam(r, "name")
+	p, ok := s.opts.Pools[name]
+	if !ok {
+		names := make([]string, 0, len(s.opts.Pools))
+		for n := range s.opts.Pools {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		writeError(w, r, http.StatusNotFound, fmt.Sprintf("no pool %q (pools: %s)", name, strings.Join(names, ", ")))
+	}
+	return name, p, ok
+}
+
+// resizePool applies {"size": N} and/or {"backlog": N}. Everything is checked before anything
+// changes, so a bad field changes nothing.
+func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
+	name, p, ok := s.lookupPool(w, r)
+	if !ok {
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
+		badRequest(w, `body must be a JSON object like {"size": 8}`, map[string]string{"body": "malformed JSON object"})
+		return
+	}
+	fields := map[string]string{}
+	vals := map[string]int{}
+	for k, v := range raw {
+		var n int
+		switch {
+		case k != "size" && k != "backlog":
+			fields[k] = "unknown field (size, backlog)"
+		case k == "backlog" && p != s.opts.Threads:
+			fields[k] = "only the http pool has a backlog"
+		case json.Unmarshal(v, &n) != nil:
+			fields[k] = "must be a whole number"
+		case k == "size" && pool.ValidateSize(n) != nil:
+			fields[k] = fmt.Sprintf("must be between 1 and %d, got %d", pool.MaxSize, n)
+		case k == "backlog" && pool.ValidateBacklog(n) != nil:
+			fields[k] = fmt.Sprintf("must be between 0 and %d, got %d", pool.MaxBacklog, n)
+		default:
+			vals[k] = n
+		}
+	}
+	if len(raw) == 0 {
+		fields["size"] = "give size and/or backlog"
+	}
+	if len(fields) > 0 {
+		badRequest(w, "invalid resize", fields)
+		return
+	}
+	if n, ok := vals["size"]; ok {
+		var old int
+		var err error
+		if s.opts.Jobs != nil && p == s.opts.Jobs.Pool() {
+			old, err = s.opts.Jobs.Resize(n) // wakes the dispatcher to fill the room
+		} else {
+			old, err = p.Tune(n)
+		}
+		if err != nil {
+			badRequest(w, err.Error(), map[string]string{"size": err.Error()})
+			return
+		}
+		if pin, ok := s.opts.Pinners[name]; ok {
+			pin.Pin()
+		}
+		s.audit(r, "pool "+name+" size", old, n)
+		if s.opts.OnResize != nil {
+			s.opts.OnResize(name, old, n)
+		}
+	}
+	if n, ok := vals["backlog"]; ok {
+		old, _ := p.SetBacklog(n)
+		s.audit(r, "pool "+name+" backlog", old, n)
+	}
+	writeJSON(w, http.StatusOK, s.viewPool(name, p))
+}
+
+func (s *Server) unpinPool(w http.ResponseWriter, r *http.Request) {
+	name, p, ok := s.lookupPool(w, r)
+	if !ok {
+		return
+	}
+	if pin, ok := s.opts.Pinners[name]; ok {
+		was := pin.Pinned()
+		pin.Unpin()
+		s.audit(r, "pool "+name+" pinned", was, false)
+	}
+	writeJSON(w, http.StatusOK, s.viewPool(name, p))
+}
+
+func (s *Server) pauseQueue(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := chi.URLParam(r, "name")
+		before, err := s.opts.Jobs.Queue(r.Context(), name)
+		if err == nil {
+			if paused {
+				err = s.opts.Jobs.Pause(r.Context(), name)
+			} else {
+				err = s.opts.Jobs.Resume(r.Context(), name)
+			}
+		}
+		if err != nil {
+			writeErr(w, r, err)
+			return
+		}
+		s.audit(r, "queue "+name+" paused", before.Paused, paused)
+		q, err := s.opts.Jobs.Queue(r.Context(), name)
+		if err != nil {
+			writeErr(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, viewQueue(q, time.Now()))
+	}
+}
+
+// audit logs a change made through the admin API.
+func (s *Server) audit(r *http.Request, what string, old, new any) {
+	s.log.Info("admin change", "what", what, "old", old, "new", new, "remote", r.RemoteAddr, "request_id", RequestID(r.Context()))
+}

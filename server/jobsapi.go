@@ -1,0 +1,316 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/tandem-run/tandem/jobs"
+	"github.com/tandem-run/tandem/store"
+)
+
+// jobRoutes is the job API; the admin listener mounts the same routes for the dashboard.
+func (s *Server) jobRoutes(r chi.Router) {
+	r.Post("/jobs", s.enqueue)
+	r.Get("/jobs", s.listJobs)
+	r.Post("/jobs/batch", s.enqueueBatch)
+	r.Get("/jobs/{id}", s.getJob)
+	r.Delete("/jobs/{id}", s.deleteJob)
+	r.Post("/jobs/{id}/cancel", s.cancelJob)
+	r.Post("/jobs/{id}/retry", s.retryJob)
+	r.Get("/queues", s.listQueues)
+}
+
+// enqueueRequest is the JSON body of POST /v1/jobs. Durations take "30s" or a number of seconds.
+type enqueueRequest struct {
+	Kind        string          `json:"kind"`
+	Queue       string          `json:"queue"`
+	Payload     json.RawMessage `json:"payload"`
+	Priority    int             `json:"priority"`
+	RunAt       string          `json:"run_at"`
+	Delay       json.RawMessage `json:"delay"`
+	MaxAttempts int             `json:"max_attempts"`
+	Timeout     json.RawMessage `json:"timeout"`
+	UniqueKey   string          `json:"unique_key"`
+}
+
+// decodeStrict decodes one JSON value, refusing unknown fields and trailing data, and names the
+// offending field in the error.
+func decodeStrict(body []byte, v any) (field string, err error) {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			f := te.Field
+			if f == "" {
+				f = "body"
+			}
+			return f, fmt.Errorf("must be %s, got %s", jsonKind(te.Type.Kind().String()), te.Value)
+		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return "body", errors.New("malformed JSON")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), errors.New("unknown field")
+		}
+		return "body", err
+	}
+	if d.More() {
+		return "body", errors.New("trailing data after the JSON value")
+	}
+	return "", nil
+}
+
+// jsonKind names a Go kind the way a JSON user would.
+func jsonKind(k string) string {
+	switch {
+	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
+		return "an integer"
+	case strings.HasPrefix(k, "float"):
+		return "a number"
+	case k == "string":
+		return "a string"
+	case k == "bool":
+		return "true or false"
+	case k == "slice":
+		return "an array"
+	case k == "map", k == "struct":
+		return "an object"
+	}
+	return "a " + k
+}
+
+// params turns a request into EnqueueParams, collecting field errors under prefix.
+func (q enqueueRequest) params(prefix string, fields map[string]string) jobs.EnqueueParams {
+	p := jobs.EnqueueParams{Kind: q.Kind, Queue: q.Queue, Payload: q.Payload, Priority: q.Priority, MaxAttempts: q.MaxAttempts, UniqueKey: q.UniqueKey}
+	if q.RunAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, q.RunAt)
+		if err != nil {
+			fields[prefix+"run_at"] = "must be an RFC 3339 time like 2026-01-02T15:04:05Z"
+		}
+		p.RunAt = t
+	}
+	var err error
+	if p.Delay, err = parseDuration(q.Delay); err != nil {
+		fields[prefix+"delay"] = err.Error()
+	}
+	if p.Timeout, err = parseDuration(q.Timeout); err != nil {
+		fields[prefix+"timeout"] = err.Error()
+	}
+	return p
+}
+
+// parseDuration accepts "1m30s" or a number of seconds.
+func parseDuration(raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, errors.New(`must be a duration like "30s" or a number of seconds`)
+		}
+		return d, nil
+	}
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil || math.IsNaN(f) || math.Abs(f) > 1e9 {
+		return 0, errors.New(`must be a duration like "30s" or a number of seconds`)
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
+
+// readBody reads a JSON request body (the body limit applies).
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeErr(w, r, err)
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var q enqueueRequest
+	if field, err := decodeStrict(body, &q); err != nil {
+		badRequest(w, field+": "+err.Error(), map[string]string{field: err.Error()})
+		return
+	}
+	fields := map[string]string{}
+	p := q.params("", fields)
+	if len(fields) > 0 {
+		badRequest(w, (&jobs.ValidationError{Fields: fields}).Error(), fields)
+		return
+	}
+	j, created, err := s.opts.Jobs.Enqueue(r.Context(), p)
+	if err != nil {
+		writeErr(w, r, err)
+		return
+	}
+	status := http.StatusOK // a live job held the unique key
+	if created {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/v1/jobs/"+j.ID)
+	}
+	writeJSON(w, status, viewJob(j))
+}
+
+func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var b struct {
+		Jobs []enqueueRequest `json:"jobs"`
+	}
+	if field, err := decodeStrict(body, &b); err != nil {
+		badRequest(w, field+": "+err.Error(), map[string]string{field: err.Error()})
+		return
+	}
+	fields := map[string]string{}
+	ps := make([]jobs.EnqueueParams, len(b.Jobs))
+	for i, q := range b.Jobs {
+		ps[i] = q.params(fmt.Sprintf("jobs[%d].", i), fields)
+	}
+	if len(fields) > 0 {
+		badRequest(w, (&jobs.ValidationError{Fields: fields}).Error(), fields)
+		return
+	}
+	out, created, err := s.opts.Jobs.EnqueueBatch(r.Context(), ps)
+	if err != nil {
+		writeErr(w, r, err)
+		return
+	}
+	views := make([]jobView, len(out))
+	for i, j := range out {
+		views[i] = viewJob(j)
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"jobs": views, "created": created})
+}
+
+// jobView is a job as the API shows it: the timeout as a duration string.
+type jobView struct {
+	*store.Job
+	Timeout string `json:"timeout"`
+}
+
+func viewJob(j *jobs.Job) jobView { return jobView{Job: j, Timeout: j.Timeout.String()} }
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	j, err := s.opts.Jobs.Get(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewJob(j))
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.Filter{Queue: q.Get("queue"), Kind: q.Get("kind"), State: store.State(q.Get("state")), Cursor: q.Get("cursor")}
+	fields := map[string]string{}
+	if f.State != "" && !f.State.Valid() {
+		fields["state"] = fmt.Sprintf("must be one of %v", store.States)
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			fields["limit"] = "must be an integer from 1 to 1000"
+		}
+		f.Limit = n
+	}
+	if len(fields) > 0 {
+		badRequest(w, (&jobs.ValidationError{Fields: fields}).Error(), fields)
+		return
+	}
+	list, next, err := s.opts.Jobs.List(r.Context(), f)
+	if err != nil {
+		writeErr(w, r, err)
+		return
+	}
+	views := make([]jobView, len(list))
+	for i, j := range list {
+		views[i] = viewJob(j)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": views, "next_cursor": next})
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
+	s.jobAction(w, r, s.opts.Jobs.Cancel)
+}
+
+func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
+	s.jobAction(w, r, s.opts.Jobs.Retry)
+}
+
+func (s *Server) jobAction(w http.ResponseWriter, r *http.Request, act func(ctx context.Context, id string) (*jobs.Job, error)) {
+	j, err := act(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewJob(j))
+}
+
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Jobs.Delete(r.Context(), chi.URLParam(r, "id")); err != nil {
+		writeErr(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// queueView is a queue as the API shows it.
+type queueView struct {
+	Name                  string  `json:"name"`
+	Paused                bool    `json:"paused"`
+	Scheduled             int     `json:"scheduled"`
+	Ready                 int     `json:"ready"`
+	Running               int     `json:"running"`
+	Retrying              int     `json:"retrying"`
+	Succeeded             int     `json:"succeeded"`
+	Dead                  int     `json:"dead"`
+	Canceled              int     `json:"canceled"`
+	OldestReadyAgeSeconds float64 `json:"oldest_ready_age_seconds"`
+}
+
+func viewQueue(q store.QueueStats, now time.Time) queueView {
+	v := queueView{
+		Name: q.Name, Paused: q.Paused,
+		Scheduled: q.Counts[store.StateScheduled], Ready: q.Counts[store.StateReady], Running: q.Counts[store.StateRunning],
+		Retrying: q.Counts[store.StateRetrying], Succeeded: q.Counts[store.StateSucceeded], Dead: q.Counts[store.StateDead],
+		Canceled: q.Counts[store.StateCanceled],
+	}
+	if !q.OldestReady.IsZero() {
+		v.OldestReadyAgeSeconds = max(0, now.Sub(q.OldestReady).Seconds())
+	}
+	return v
+}
+
+func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
+	qs, err := s.opts.Jobs.Queues(r.Context())
+	if err != nil {
+		writeErr(w, r, err)
+		return
+	}
+	now := time.Now()
+	views := make([]queueView, len(qs))
+	for i, q := range qs {
+		views[i] = viewQueue(q, now)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queues": views})
+}

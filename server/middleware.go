@@ -1,0 +1,261 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/tandem-run/tandem/pool"
+)
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// RequestID returns the request's id (from X-Request-Id or generated).
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+var (
+	idPrefix = func() string {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}()
+	idSeq atomic.Uint64
+)
+
+// requestID honours a sane X-Request-Id (at most 128 printable ASCII bytes) or makes one: a random
+// per-process prefix and a counter, unique without a random read per request.
+func (s *Server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !saneID(id) {
+			id = idPrefix + "-" + strconv.FormatUint(idSeq.Add(1), 36)
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+func saneID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// statusWriter records the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush lets streaming handlers flush through the wrapper.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// accessLog writes one structured line per request, labelled by route pattern (bounded) with the
+// raw path beside it.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.log.Enabled(r.Context(), slog.LevelInfo) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
+			slog.Int("status", cmpStatus(sw.status)), slog.Int("bytes", sw.bytes),
+			slog.Duration("duration", time.Since(start)), slog.String("request_id", RequestID(r.Context())),
+			slog.String("remote", r.RemoteAddr))
+	})
+}
+
+func cmpStatus(s int) int {
+	if s == 0 {
+		return http.StatusOK
+	}
+	return s
+}
+
+// limitBody caps request bodies; reading past the cap fails with *http.MaxBytesError (413).
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.opts.MaxBodyBytes {
+			writeError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", s.opts.MaxBodyBytes))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// admission runs each request's handler on the threads pool. The request waits in the pool's
+// backlog at most QueueTimeout (then 503 + Retry-After); once admitted its handler runs on an ants
+// worker while this goroutine waits for it or for RequestTimeout, whichever comes first. On
+// timeout the client gets 503 at once and the handler's context is canceled; the slot stays taken
+// until the handler really returns, so the pool never runs more than its size. A panic in the
+// handler answers 500 and is logged with its stack; the process keeps serving.
+func (s *Server) admission(next http.Handler) http.Handler {
+	retryAfter := strconv.Itoa(max(1, int(math.Ceil(s.opts.QueueTimeout.Seconds()))))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		qctx, cancelQ := context.WithTimeout(r.Context(), s.opts.QueueTimeout)
+		ctx, cancel := context.WithTimeoutCause(r.Context(), s.opts.RequestTimeout, errRequestTimeout)
+		defer cancel()
+		gw := &guardedWriter{w: w}
+		done := make(chan struct{})
+		err := s.opts.Threads.Submit(qctx, func() {
+			defer close(done)
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						return
+					}
+					s.log.Error("handler panicked", "panic", fmt.Sprint(v), "path", r.URL.Path,
+						"request_id", RequestID(r.Context()), "stack", string(debug.Stack()))
+					gw.fail(r, http.StatusInternalServerError, "internal server error")
+				}
+			}()
+			next.ServeHTTP(gw, r.WithContext(ctx))
+		})
+		cancelQ()
+		if err != nil {
+			reason := "backlog_full"
+			if errors.Is(err, pool.ErrQueueTimeout) {
+				reason = "queue_timeout"
+			}
+			if s.opts.OnShed != nil {
+				s.opts.OnShed(reason)
+			}
+			w.Header().Set("Retry-After", retryAfter)
+			writeError(w, r, http.StatusServiceUnavailable, "server busy ("+reason+"), retry later")
+			return
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			if context.Cause(ctx) == errRequestTimeout {
+				gw.fail(r, http.StatusServiceUnavailable, fmt.Sprintf("request took longer than %s", s.opts.RequestTimeout))
+			}
+			gw.close()
+		}
+	})
+}
+
+var errRequestTimeout = errors.New("request timeout")
+
+// guardedWriter passes writes through until the request is answered by the admission layer
+// (timeout or panic) or ServeHTTP returned; after that, the handler's writes fail, so a handler
+// still running on an ants worker can never touch a ResponseWriter net/http has reused.
+type guardedWriter struct {
+	mu      sync.Mutex
+	w       http.ResponseWriter
+	wrote   bool
+	dead    bool
+	headers http.Header
+}
+
+func (g *guardedWriter) Header() http.Header {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dead {
+		if g.headers == nil {
+			g.headers = http.Header{}
+		}
+		return g.headers // a detached copy: the real one is no longer ours
+	}
+	return g.w.Header()
+}
+
+func (g *guardedWriter) WriteHeader(code int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dead {
+		return
+	}
+	g.wrote = true
+	g.w.WriteHeader(code)
+}
+
+func (g *guardedWriter) Write(b []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dead {
+		return 0, http.ErrHandlerTimeout
+	}
+	g.wrote = true
+	return g.w.Write(b)
+}
+
+func (g *guardedWriter) Flush() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.w.(http.Flusher); ok && !g.dead {
+		f.Flush()
+	}
+}
+
+// fail answers with an error unless the handler already started its answer.
+func (g *guardedWriter) fail(r *http.Request, code int, msg string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dead || g.wrote {
+		return
+	}
+	g.wrote = true
+	writeError(g.w, r, code, msg)
+}
+
+// close detaches the writer from the handler.
+func (g *guardedWriter) close() {
+	g.mu.Lock()
+	g.dead = true
+	g.mu.Unlock()
+}
