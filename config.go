@@ -122,7 +122,7 @@ func loadConfig(o LoadOptions) (*Loaded, error) {
 	if path != "" {
 		k := koanf.New(".")
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", path, err)
+			return nil, usageError{fmt.Errorf("config file %s: %w", path, err)}
 		}
 		fileName = path
 		if err := set(flattenLayer(k), func(string) Source { return Source("file " + path) }); err != nil {

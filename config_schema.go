@@ -177,7 +177,7 @@ func buildConfig(values map[string]any) (Config, error) {
 	if c.Server.WriteTimeout <= c.Server.RequestTimeout {
 		return c, &ConfigError{Key: "server.write_timeout", Value: c.Server.WriteTimeout, Allowed: fmt.Sprintf("must be longer than server.request_timeout (%s) so the timeout answer can still be written", c.Server.RequestTimeout)}
 	}
-	if c.Server.Addr == c.Admin.Addr {
+	if c.Server.Addr == c.Admin.Addr && !strings.HasSuffix(c.Server.Addr, ":0") {
 		return c, &ConfigError{Key: "admin.addr", Value: c.Admin.Addr, Allowed: "must differ from server.addr"}
 	}
 	for _, p := range c.Jobs.ExecAllow {

@@ -32,8 +32,8 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 	// Wait until the four requests hold threads.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var pools map[string]map[string]int
-		if _, err := call(context.Background(), hc, http.MethodGet, p.adminURL+"/admin/pools", "", nil, &pools); err == nil && pools["http"]["running"] == 4 {
+		var pools map[string]struct{ Running int }
+		if _, err := call(context.Background(), hc, http.MethodGet, p.adminURL+"/admin/pools", "", nil, &pools); err == nil && pools["http"].Running == 4 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -150,7 +150,7 @@ func TestInvalidConfig(t *testing.T) {
 		{"bad enum", "", []string{"TANDEM_STORE_SYNC=sometimes"}, nil, []string{"store.sync", "always, none"}},
 		{"bad bool", "", []string{"TANDEM_JOBS_PIN_CPUS=maybe"}, nil, []string{"jobs.pin_cpus", "true or false"}},
 		{"bad addr", "", []string{"TANDEM_SERVER_ADDR=8080"}, nil, []string{"server.addr", "host:port"}},
-		{"bad queue key", "jobs:\n  queues:\n    mail:\n      wieght: 2\n", nil, nil, []string{"jobs.queues", `unknown key \"wieght\"`}},
+		{"bad queue key", "jobs:\n  queues:\n    mail:\n      wieght: 2\n", nil, nil, []string{"jobs.queues", `unknown key "wieght"`}},
 		{"relative exec path", "", []string{"TANDEM_JOBS_EXEC_ALLOW=echo"}, nil, []string{"jobs.exec.allow", "absolute path"}},
 		{"autoscale min over max", "jobs:\n  autoscale:\n    min: 5\n    max: 2\n", nil, nil, []string{"jobs.autoscale.min", "min <= max"}},
 		{"public admin without token", "", []string{"TANDEM_ADMIN_ADDR=0.0.0.0:9090"}, nil, []string{"admin.addr", "token"}},
