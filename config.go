@@ -62,9 +62,6 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// errUnknownKey marks a ConfigError for a key tandem does not know.
-var errUnknownKey = errors.New("unknown key")
-
 // LoadOptions say where to read configuration from; the zero value reads ./config.yaml when present,
 // the process environment and no flags.
 type LoadOptions struct {

@@ -33,7 +33,6 @@ type testBundle struct {
 	store *store.Store
 	pool  *pool.Pool
 	path  string
-	clock *fakeClock
 }
 
 // setup builds a runtime on a real store file and pool; tweak adjusts the options. The runtime is

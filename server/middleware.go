@@ -47,7 +47,11 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 			id = idPrefix + "-" + strconv.FormatUint(idSeq.Add(1), 36)
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		// Seed chi's route context here, outside the router, so the access log and metrics
+		// wrapped around the router can read the matched route pattern after it ran.
+		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		ctx = context.WithValue(ctx, chi.RouteCtxKey, chi.NewRouteContext())
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

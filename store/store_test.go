@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"go.uber.org/goleak"
 )
 
@@ -47,7 +48,7 @@ func openAt(t testing.TB, b *bundle) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := s.Check(); err != nil && !errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		if err := s.Check(); err != nil && !errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 			t.Errorf("consistency check: %v", err)
 		}
 		s.Close()
