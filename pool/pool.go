@@ -177,6 +177,17 @@ func (p *Pool) Name() string { return p.opts.Name }
 // released. After a nil error the caller must call release exactly once. Acquire lets a caller run
 // the work on its own goroutine; Submit and Do run it on the pool's.
 func (p *Pool) Acquire(ctx context.Context) (release func(), err error) {
+	return p.acquire(ctx, 0)
+}
+
+// AcquireWithin is Acquire that also gives up after waiting d. Unlike a context.WithTimeout made
+// by the caller, it starts a timer only when the caller really has to wait, which is what the
+// threads pool's per-request admission wants: most requests find a slot free.
+func (p *Pool) AcquireWithin(ctx context.Context, d time.Duration) (release func(), err error) {
+	return p.acquire(ctx, d)
+}
+
+func (p *Pool) acquire(ctx context.Context, within time.Duration) (release func(), err error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -196,6 +207,13 @@ func (p *Pool) Acquire(ctx context.Context) (release func(), err error) {
 	w.elem = p.waiters.PushBack(w)
 	p.mu.Unlock()
 
+	var timeout <-chan time.Time
+	if within > 0 {
+		t := time.NewTimer(within)
+		defer t.Stop()
+		timeout = t.C
+	}
+	cause := error(nil)
 	select {
 	case <-w.ready:
 		if w.err != nil {
@@ -203,6 +221,9 @@ func (p *Pool) Acquire(ctx context.Context) (release func(), err error) {
 		}
 		return p.release, nil
 	case <-ctx.Done():
+		cause = context.Cause(ctx)
+	case <-timeout:
+		cause = fmt.Errorf("waited %s", within)
 	}
 	p.mu.Lock()
 	select {
@@ -218,7 +239,7 @@ func (p *Pool) Acquire(ctx context.Context) (release func(), err error) {
 		p.mu.Unlock()
 	}
 	p.rejected.Add(1)
-	return nil, fmt.Errorf("%w: %w", ErrQueueTimeout, context.Cause(ctx))
+	return nil, fmt.Errorf("%w: %w", ErrQueueTimeout, cause)
 }
 
 // releaseSlot returns a slot, handing it to the first waiter unless the pool shrank below the
@@ -242,7 +263,12 @@ func (p *Pool) handOffLocked() {
 // Submit waits for a slot like Acquire, then runs task on a pool goroutine and returns without
 // waiting for it. The slot is released when task returns (or panics).
 func (p *Pool) Submit(ctx context.Context, task func()) error {
-	release, err := p.Acquire(ctx)
+	return p.SubmitWithin(ctx, 0, task)
+}
+
+// SubmitWithin is Submit that gives up waiting for a slot after d (0: only ctx bounds the wait).
+func (p *Pool) SubmitWithin(ctx context.Context, d time.Duration, task func()) error {
+	release, err := p.acquire(ctx, d)
 	if err != nil {
 		return err
 	}

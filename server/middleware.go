@@ -150,12 +150,11 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 func (s *Server) admission(next http.Handler) http.Handler {
 	retryAfter := strconv.Itoa(max(1, int(math.Ceil(s.opts.QueueTimeout.Seconds()))))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		qctx, cancelQ := context.WithTimeout(r.Context(), s.opts.QueueTimeout)
 		ctx, cancel := context.WithTimeoutCause(r.Context(), s.opts.RequestTimeout, errRequestTimeout)
 		defer cancel()
 		gw := &guardedWriter{w: w}
 		done := make(chan struct{})
-		err := s.opts.Threads.Submit(qctx, func() {
+		err := s.opts.Threads.SubmitWithin(r.Context(), s.opts.QueueTimeout, func() {
 			defer close(done)
 			defer func() {
 				if v := recover(); v != nil {
@@ -169,7 +168,6 @@ func (s *Server) admission(next http.Handler) http.Handler {
 			}()
 			next.ServeHTTP(gw, r.WithContext(ctx))
 		})
-		cancelQ()
 		if err != nil {
 			reason := "backlog_full"
 			if errors.Is(err, pool.ErrQueueTimeout) {

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Benchmarks H1, H2 and idle RSS (issue 3). Prints figures; asserts nothing.
+#   H1: /demo/hello through the threads pool vs a bare chi router, 64 connections, req/s ratio.
+#   H2: /demo/io?ms=50 with threads=64: req/s against the ideal 64/0.05 = 1280.
+#   RSS: idle tandem serve.
+# Usage: bash bench/http.sh   (DURATION=10s by default)
+source "$(dirname "$0")/lib.sh"
+DURATION=${DURATION:-10s}
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
+build_tandem
+(cd "$ROOT" && go build -o "$OUT/h1plain" ./bench/h1plain)
+
+# Idle RSS: after start-up and a moment of quiet.
+start_tandem idle TANDEM_LOG_LEVEL=warn
+sleep 2
+rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$TANDEM_PID/status)
+stop_tandem
+
+# H1: access logs off in both (log.level=warn), so the difference is admission.
+start_tandem h1 TANDEM_LOG_LEVEL=warn TANDEM_SERVER_THREADS=64
+wrk -t2 -c64 -d2s "$HTTP_URL/demo/hello" >/dev/null   # warm-up
+pool_rps=$(wrk_rps -t2 -c64 -d"$DURATION" "$HTTP_URL/demo/hello")
+stop_tandem
+port=$(free_port)
+"$OUT/h1plain" -addr 127.0.0.1:$port & plain_pid=$!
+sleep 0.5
+wrk -t2 -c64 -d2s "http://127.0.0.1:$port/demo/hello" >/dev/null
+plain_rps=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/demo/hello")
+kill "$plain_pid"; wait "$plain_pid" 2>/dev/null || true
+
+# H2
+start_tandem h2 TANDEM_LOG_LEVEL=warn TANDEM_SERVER_THREADS=64
+io_rps=$(wrk_rps -t2 -c64 -d"$DURATION" "$HTTP_URL/demo/io?ms=50")
+stop_tandem
+
+echo "H1 /demo/hello 64 conns: threads pool ${pool_rps} req/s, bare chi ${plain_rps} req/s, ratio $(ratio "$pool_rps" "$plain_rps") (target >= 0.95)"
+echo "H2 /demo/io?ms=50 threads=64: ${io_rps} req/s, $(ratio "$io_rps" 1280) of the ideal 1280 (target >= 0.90)"
+echo "idle RSS: $((rss_kb / 1024)) MiB (${rss_kb} kB; target < 25 MB)"
