@@ -16,22 +16,24 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_tandem NAME [env assignments...]: starts tandem serve in the background with a fresh store,
-# sets HTTP_URL, ADMIN_URL, TANDEM_PID; waits until /readyz answers.
-start_tandem() {
+# start_tandem NAME [VAR=value...] [flags...]: starts tandem serve in the background with a fresh
+# store, sets HTTP_URL, ADMIN_URL, TANDEM_PID; waits until /readyz answers. start_tandem_keep
+# keeps the store of an earlier run.
+start_tandem() { rm -rf "$OUT/$1.db"; start_tandem_keep "$@"; }
+start_tandem_keep() {
   local name=$1; shift
-  local hp ap
+  local hp ap envs=() flags=()
+  for a in "$@"; do case "$a" in *=*) [[ "$a" == --* ]] && flags+=("$a") || envs+=("$a") ;; *) flags+=("$a") ;; esac; done
   hp=$(free_port); ap=$(free_port)
-  rm -rf "$OUT/$name.db"
   env TANDEM_SERVER_ADDR=127.0.0.1:$hp TANDEM_ADMIN_ADDR=127.0.0.1:$ap \
-      TANDEM_STORE_PATH="$OUT/$name.db" TANDEM_LOG_LEVEL=warn TANDEM_SERVER_DEMO_ROUTES=true "$@" \
-      "$TANDEM" serve >"$OUT/$name.log" 2>&1 &
+      TANDEM_STORE_PATH="$OUT/$name.db" TANDEM_LOG_LEVEL=warn TANDEM_SERVER_DEMO_ROUTES=true "${envs[@]}" \
+      "$TANDEM" serve "${flags[@]}" >"$OUT/$name.log" 2>&1 &
   TANDEM_PID=$!
   HTTP_URL=http://127.0.0.1:$hp
   ADMIN_URL=http://127.0.0.1:$ap
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 2000); do
     curl -fsS "$HTTP_URL/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.05
+    sleep 0.005
   done
   echo "tandem $name did not start; log:" >&2; cat "$OUT/$name.log" >&2; return 1
 }

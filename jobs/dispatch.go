@@ -348,7 +348,7 @@ func (r *Runtime) finish(j *Job, o outcome) {
 		o = outcome{state: StateCanceled, err: errCanceledByUser, unstarted: o.unstarted, runTime: o.runTime}
 	}
 	r.mu.Unlock()
-	updated, err := r.store.Update(ctx, j.ID, func(cur *Job) error {
+	wait, err := r.store.UpdateQueued(ctx, j.ID, func(cur *Job) error {
 		if cur.State != StateRunning || cur.Attempt != j.Attempt {
 			return errStale // changed behind our back (canceled and retried by hand): leave it
 		}
@@ -373,6 +373,23 @@ func (r *Runtime) finish(j *Job, o outcome) {
 		}
 		return nil
 	})
+	// The room is free once the acknowledgement is queued: a lease that takes it is queued later,
+	// so it commits with this acknowledgement or after it, and the file never holds more than
+	// size + prefetch leased jobs. The next lease thus shares this commit instead of waiting a
+	// whole commit cycle for it.
+	r.mu.Lock()
+	if lj := r.running[j.ID]; lj != nil {
+		lj.cancel(nil)
+		delete(r.running, j.ID)
+	}
+	r.inflight--
+	r.perQueue[j.Queue]--
+	r.mu.Unlock()
+	r.signal(r.wake)
+	var updated *Job
+	if err == nil {
+		updated, err = wait()
+	}
 	switch {
 	case errors.Is(err, errStale), errors.Is(err, store.ErrNotFound):
 	case err != nil:
@@ -386,15 +403,6 @@ func (r *Runtime) finish(j *Job, o outcome) {
 			r.signal(r.promote)
 		}
 	}
-	r.mu.Lock()
-	if lj := r.running[j.ID]; lj != nil {
-		lj.cancel(nil)
-		delete(r.running, j.ID)
-	}
-	r.inflight--
-	r.perQueue[j.Queue]--
-	r.mu.Unlock()
-	r.signal(r.wake)
 }
 
 var errStale = errors.New("job changed while it ran")
@@ -472,4 +480,11 @@ func (r *Runtime) reclaimExpired(ctx context.Context, now time.Time) {
 	if len(ids) > 0 {
 		r.signal(r.wake)
 	}
+}
+
+// inflightNow is how many leased jobs are not yet acknowledged.
+func (r *Runtime) inflightNow() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inflight
 }

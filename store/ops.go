@@ -83,16 +83,16 @@ func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue s
 	return out, created, nil
 }
 
-// Update is a group-committed read-modify-write of one job: fn gets a copy of the record and may
-// change any field but ID; indexes and counters follow from the old and new record. An error from
-// fn aborts this update alone and is returned as is. ErrNotFound when there is no such job.
-func (s *Store) Update(ctx context.Context, id string, fn func(j *Job) error) (*Job, error) {
+// UpdateQueued is Update that returns as soon as the request is queued for the committer; wait
+// blocks until its commit and returns what Update would have. Requests commit in queue order, so
+// a write queued after this one can never land before it.
+func (s *Store) UpdateQueued(ctx context.Context, id string, fn func(j *Job) error) (wait func() (*Job, error), err error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, err
 	}
 	var out *Job
-	err = s.exec(ctx, func(t *txn) error {
+	done, err := s.send(ctx, func(t *txn) error {
 		old, err := t.get(key)
 		if err != nil {
 			return err
@@ -108,7 +108,26 @@ func (s *Store) Update(ctx context.Context, id string, fn func(j *Job) error) (*
 		out = j.Clone()
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return func() (*Job, error) {
+		if err := <-done; err != nil {
+			return nil, err
+		}
+		return out, nil
+	}, nil
+}
+
+// Update is a group-committed read-modify-write of one job: fn gets a copy of the record and may
+// change any field but ID; indexes and counters follow from the old and new record. An error from
+// fn aborts this update alone and is returned as is. ErrNotFound when there is no such job.
+func (s *Store) Update(ctx context.Context, id string, fn func(j *Job) error) (*Job, error) {
+	wait, err := s.UpdateQueued(ctx, id, fn)
+	if err != nil {
+		return nil, err
+	}
+	return wait()
 }
 
 // Lease takes up to n ready jobs of queue, best first (priority, then run_at, then id), marks them

@@ -265,22 +265,30 @@ func (s *Store) Close() error {
 
 // exec sends fn to the committer and waits for its commit.
 func (s *Store) exec(ctx context.Context, fn func(tx *txn) error) error {
+	done, err := s.send(ctx, fn)
+	if err != nil {
+		return err
+	}
+	// Once sent, the request commits or fails as a whole; waiting for it (rather than for ctx)
+	// means a caller never answers "failed" for a write that then lands.
+	return <-done
+}
+
+// send queues fn for the committer and returns once it is queued. Requests commit in the order
+// they were queued: one queued later lands in the same transaction or a later one.
+func (s *Store) send(ctx context.Context, fn func(tx *txn) error) (<-chan error, error) {
 	r := &request{fn: fn, done: make(chan error, 1)}
 	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
 	if s.closed.Load() {
-		s.closeMu.RUnlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	select {
 	case s.reqs <- r:
+		return r.done, nil
 	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	s.closeMu.RUnlock()
-	// Once sent, the request commits or fails as a whole; waiting for it (rather than for ctx)
-	// means a caller never answers "failed" for a write that then lands.
-	return <-r.done
 }
 
 // commitLoop is the committer: it takes the first waiting request, drains up to MaxBatch more,

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Job benchmarks (issue 4). Prints figures; asserts nothing. store.sync=always throughout.
+#   J1  20,000 noop jobs over HTTP by 64 clients, concurrency 2: enqueue and end-to-end rates;
+#       the same through /v1/jobs/batch (100 a batch); in-process through the Go API.
+#   J2  2,000 sleep jobs of 50 ms, concurrency 16, against the ideal 6.25 s.
+#   P99 POST /v1/jobs latency at a steady 2,000 jobs/s.
+#   SCALE (SCALE=1) J1 and start-up time with 1,000,000 finished + 100,000 waiting jobs.
+source "$(dirname "$0")/lib.sh"
+build_tandem
+(cd "$ROOT" && go build -o "$OUT/load" ./bench/load)
+LOAD="$OUT/load"
+jq_field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
+
+succeeded() { curl -fsS "$HTTP_URL/v1/queues" | python3 -c "import json,sys; print(sum(q['succeeded'] for q in json.load(sys.stdin)['queues']))"; }
+# wait_succeeded N: waits until N jobs succeeded; prints seconds since $T0.
+wait_succeeded() {
+  while [ "$(succeeded)" -lt "$1" ]; do sleep 0.02; done
+  python3 -c "import time; print(f'{time.time()-$T0:.3f}')"
+}
+now() { python3 -c 'import time; print(time.time())'; }
+
+j1() { # j1 LABEL: runs J1 on the tandem already started; prints a line
+  local base; base=$(succeeded)
+  T0=$(now)
+  local out; out=$("$LOAD" -url "$HTTP_URL/v1/jobs" -n 20000 -c 64 -body '{"kind":"noop"}')
+  local secs; secs=$(wait_succeeded $((base + 20000)))
+  echo "J1 $1 HTTP: enqueue $(echo "$out" | jq_field rate | cut -d. -f1)/s, end to end $(python3 -c "print(int(20000/$secs))")/s (targets 25000 and 15000)"
+}
+
+start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000
+j1 "empty store"
+batch=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*100}))")
+T0=$(now)
+out=$("$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 1000 -c 16 -body "$batch")
+secs=$(wait_succeeded 120000)
+echo "J1 batch (100/request): enqueue $(python3 -c "print(int(100*$(echo "$out" | jq_field rate)))")/s (target 100000), 100000 drained end to end in ${secs}s"
+stop_tandem
+
+echo "J1 in-process (Go API):"
+(cd "$ROOT" && go test -run XXX -bench BenchmarkEndToEnd -benchtime 50000x ./jobs/ | grep -E 'jobs/s')
+
+start_tandem j2 TANDEM_JOBS_CONCURRENCY=16 TANDEM_LOG_LEVEL=warn
+batch=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'sleep','payload':{'ms':50}}]*100}))")
+T0=$(now)
+"$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 20 -c 4 -body "$batch" >/dev/null
+secs=$(wait_succeeded 2000)
+echo "J2 2000 x sleep 50ms, concurrency 16: ${secs}s, ideal 6.25s, ratio $(ratio 6.25 "$secs") (target >= 0.90)"
+stop_tandem
+
+start_tandem p99 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn
+out=$("$LOAD" -url "$HTTP_URL/v1/jobs" -n 20000 -c 64 -rate 2000 -body '{"kind":"noop"}')
+echo "P99 POST /v1/jobs at 2000/s: p50 $(echo "$out" | jq_field p50_ms) ms, p99 $(echo "$out" | jq_field p99_ms) ms (target <= 10 ms)"
+stop_tandem
+
+if [ "${SCALE:-0}" = 1 ]; then
+  cfg="$OUT/scale.yaml"
+  printf 'jobs:\n  queues:\n    default: {weight: 1}\n    parked: {weight: 1}\n' > "$cfg"
+  start_tandem scale TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 --config "$cfg"
+  curl -fsS -XPOST -H 'Content-Type: application/json' -d '{}' "$ADMIN_URL/admin/queues/parked/pause" >/dev/null
+  many=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*1000}))")
+  parked=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop','queue':'parked'}]*1000}))")
+  T0=$(now)
+  "$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 1000 -c 8 -body "$many" >/dev/null
+  "$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 100 -c 8 -body "$parked" >/dev/null
+  echo "seeded 1,100,000 jobs; draining 1,000,000 took $(wait_succeeded 1000000)s"
+  stop_tandem
+  T0=$(now)
+  start_tandem_keep scale TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 --config "$cfg"
+  echo "start-up with 1,000,000 finished + 100,000 waiting: $(python3 -c "import time; print(f'{time.time()-$T0:.3f}')")s to /readyz (target < 1 s; includes process start)"
+  j1 "1M finished + 100k waiting"
+  stop_tandem
+fi
