@@ -1,0 +1,293 @@
+// Package deploy holds tandem's deployment files and the tests that check them offline. It is a
+// module of its own so that the Kubernetes API types never become dependencies of tandem.
+package deploy
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+)
+
+const base = "kubernetes"
+
+// kustomization is the part of a Kustomization the test reads (decoded strictly).
+type kustomization struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Labels     []struct {
+		Pairs map[string]string `json:"pairs"`
+	} `json:"labels"`
+	Resources          []string `json:"resources"`
+	ConfigMapGenerator []struct {
+		Name  string   `json:"name"`
+		Files []string `json:"files"`
+	} `json:"configMapGenerator"`
+}
+
+// scaledObject mirrors KEDA's ScaledObject schema (no k8s.io type exists for it).
+type scaledObject struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		ScaleTargetRef struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Name       string `json:"name"`
+		} `json:"scaleTargetRef"`
+		MinReplicaCount int `json:"minReplicaCount"`
+		MaxReplicaCount int `json:"maxReplicaCount"`
+		CooldownPeriod  int `json:"cooldownPeriod"`
+		Triggers        []struct {
+			Type     string            `json:"type"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"triggers"`
+	} `json:"spec"`
+}
+
+func strict(t *testing.T, path string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(raw, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// flatKeys flattens a YAML config to dotted keys (jobs.queues stays whole).
+func flatKeys(t *testing.T, path string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	strict(t, path, &m)
+	out := map[string]any{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if sub, ok := v.(map[string]any); ok && prefix != "jobs.queues" {
+			for k, vv := range sub {
+				walk(strings.TrimPrefix(prefix+"."+k, "."), vv)
+			}
+			return
+		}
+		out[prefix] = v
+	}
+	walk("", m)
+	return out
+}
+
+// setup decodes every manifest of the base.
+type manifests struct {
+	kust    kustomization
+	sts     appsv1.StatefulSet
+	svc     corev1.Service
+	pdb     policyv1.PodDisruptionBudget
+	config  map[string]any // the pod's config.yaml
+	options map[string]any // tandem's own config.yaml: every known key with its default
+}
+
+func load(t *testing.T) *manifests {
+	t.Helper()
+	m := &manifests{}
+	strict(t, filepath.Join(base, "kustomization.yaml"), &m.kust)
+	strict(t, filepath.Join(base, "statefulset.yaml"), &m.sts)
+	strict(t, filepath.Join(base, "service.yaml"), &m.svc)
+	strict(t, filepath.Join(base, "poddisruptionbudget.yaml"), &m.pdb)
+	m.config = flatKeys(t, filepath.Join(base, "config.yaml"))
+	m.options = flatKeys(t, "../config.yaml")
+	return m
+}
+
+// setting is the pod's value of a key, or tandem's default.
+func (m *manifests) setting(key string) any {
+	if v, ok := m.config[key]; ok {
+		return v
+	}
+	return m.options[key]
+}
+
+func TestKustomizationListsEveryManifest(t *testing.T) {
+	m := load(t)
+	entries, _ := os.ReadDir(base)
+	var files []string
+	for _, e := range entries {
+		n := e.Name()
+		if !e.IsDir() && strings.HasSuffix(n, ".yaml") && n != "kustomization.yaml" && n != "config.yaml" {
+			files = append(files, n)
+		}
+	}
+	listed := append([]string(nil), m.kust.Resources...)
+	sort.Strings(files)
+	sort.Strings(listed)
+	if fmt.Sprint(files) != fmt.Sprint(listed) {
+		t.Fatalf("kustomization resources %v, files %v", listed, files)
+	}
+	if len(m.kust.ConfigMapGenerator) != 1 || m.kust.ConfigMapGenerator[0].Files[0] != "config.yaml" {
+		t.Fatalf("configMapGenerator: %+v", m.kust.ConfigMapGenerator)
+	}
+	if vols := m.sts.Spec.Template.Spec.Volumes; len(vols) != 1 || vols[0].ConfigMap == nil || vols[0].ConfigMap.Name != m.kust.ConfigMapGenerator[0].Name {
+		t.Fatalf("the config volume does not use the generated ConfigMap: %+v", vols)
+	}
+}
+
+func TestPodConfigUsesKnownKeys(t *testing.T) {
+	m := load(t)
+	for k := range m.config {
+		if _, ok := m.options[k]; !ok {
+			t.Errorf("deploy/kubernetes/config.yaml sets %s, which tandem does not know", k)
+		}
+	}
+}
+
+func port(t *testing.T, addr any) int32 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(fmt.Sprint(addr))
+	if err != nil {
+		t.Fatalf("address %v: %v", addr, err)
+	}
+	n, _ := strconv.Atoi(p)
+	return int32(n)
+}
+
+func TestStatefulSetMatchesTandem(t *testing.T) {
+	m := load(t)
+	spec := m.sts.Spec
+	if spec.Replicas == nil || *spec.Replicas != 1 {
+		t.Error("replicas must be 1 in the base")
+	}
+	pod := spec.Template.Spec
+	if len(pod.Containers) != 1 {
+		t.Fatalf("want a single container, got %d", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	if ports["http"] != port(t, m.setting("server.addr")) || ports["admin"] != port(t, m.setting("admin.addr")) {
+		t.Errorf("container ports %v vs server.addr %v, admin.addr %v", ports, m.setting("server.addr"), m.setting("admin.addr"))
+	}
+	// Probe paths must be routes tandem serves (api/openapi.yaml is checked against the router).
+	spec2, _ := os.ReadFile("../api/openapi.yaml")
+	for name, pr := range map[string]*corev1.Probe{"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+		if pr == nil || pr.HTTPGet == nil {
+			t.Errorf("%s probe missing", name)
+			continue
+		}
+		if !bytes.Contains(spec2, []byte("\n  "+pr.HTTPGet.Path+":\n")) {
+			t.Errorf("%s probe path %s is not a tandem route", name, pr.HTTPGet.Path)
+		}
+		if pr.HTTPGet.Port.StrVal != "http" {
+			t.Errorf("%s probe must use the http port", name)
+		}
+	}
+	if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Error("liveness must be /healthz and readiness /readyz")
+	}
+	// The data volume holds store.path.
+	storeDir := filepath.Dir(fmt.Sprint(m.setting("store.path")))
+	var dataMounted bool
+	for _, vm := range c.VolumeMounts {
+		if vm.Name == "data" && vm.MountPath == storeDir {
+			dataMounted = true
+		}
+	}
+	if !dataMounted {
+		t.Errorf("no volume named data mounted at %s (store.path %v)", storeDir, m.setting("store.path"))
+	}
+	if len(spec.VolumeClaimTemplates) != 1 || spec.VolumeClaimTemplates[0].Name != "data" ||
+		fmt.Sprint(spec.VolumeClaimTemplates[0].Spec.AccessModes) != "[ReadWriteOncePod]" {
+		t.Errorf("volumeClaimTemplates: %+v", spec.VolumeClaimTemplates)
+	}
+	// Env names are configuration keys.
+	known := map[string]bool{}
+	for k := range m.options {
+		known["TANDEM_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = true
+	}
+	for _, e := range c.Env {
+		if strings.HasPrefix(e.Name, "TANDEM_") && !known[e.Name] {
+			t.Errorf("env %s is not a tandem configuration key", e.Name)
+		}
+	}
+	// Grace period covers preStop plus both drains.
+	dur := func(key string) time.Duration {
+		d, err := time.ParseDuration(fmt.Sprint(m.setting(key)))
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		return d
+	}
+	var preStop time.Duration
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+		preStop = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	} else {
+		t.Error("no preStop sleep")
+	}
+	need := preStop + dur("server.shutdown_timeout") + dur("jobs.shutdown_timeout")
+	if pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= need {
+		t.Errorf("terminationGracePeriodSeconds must exceed %s", need)
+	}
+	// Restricted security context.
+	psc, sc := pod.SecurityContext, c.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Error("pod must run as non-root with seccomp RuntimeDefault")
+	}
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || fmt.Sprint(sc.Capabilities.Drop) != "[ALL]" {
+		t.Error("container must have a read-only root, no privilege escalation and drop ALL capabilities")
+	}
+	if c.Resources.Limits.Cpu().IsZero() || c.Resources.Requests.Cpu().IsZero() {
+		t.Error("CPU request and limit must be set: the limit sizes tandem")
+	}
+	ann := spec.Template.Annotations
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != strconv.Itoa(int(ports["admin"])) || ann["prometheus.io/path"] != "/metrics" {
+		t.Errorf("prometheus annotations %v", ann)
+	}
+}
+
+func TestServiceHidesAdmin(t *testing.T) {
+	m := load(t)
+	for _, p := range m.svc.Spec.Ports {
+		if p.TargetPort.StrVal == "admin" || p.TargetPort.IntVal == port(t, m.setting("admin.addr")) {
+			t.Errorf("the Service exposes the admin port: %+v", p)
+		}
+	}
+	if m.svc.Spec.Selector["app.kubernetes.io/name"] != m.sts.Spec.Template.Labels["app.kubernetes.io/name"] {
+		t.Error("the Service does not select the StatefulSet's pods")
+	}
+	if m.pdb.Spec.Selector == nil || m.pdb.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "tandem" {
+		t.Error("the PodDisruptionBudget does not select tandem")
+	}
+}
+
+func TestExamples(t *testing.T) {
+	m := load(t)
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	strict(t, filepath.Join(base, "examples/hpa.yaml"), &hpa)
+	if hpa.Spec.ScaleTargetRef.Kind != "StatefulSet" || hpa.Spec.ScaleTargetRef.Name != m.sts.Name {
+		t.Errorf("HPA targets %+v", hpa.Spec.ScaleTargetRef)
+	}
+	var so scaledObject
+	strict(t, filepath.Join(base, "examples/keda-scaledobject.yaml"), &so)
+	if so.Kind != "ScaledObject" || so.Spec.ScaleTargetRef.Name != m.sts.Name || len(so.Spec.Triggers) != 1 {
+		t.Fatalf("ScaledObject %+v", so)
+	}
+	if q := so.Spec.Triggers[0].Metadata["query"]; !strings.Contains(q, "tandem_queue_ready_jobs") {
+		t.Errorf("KEDA query %q does not use tandem's queue depth metric", q)
+	}
+}
