@@ -244,12 +244,8 @@ func (cg cgroups) cpuQuota() (float64, int, error) {
 			take(float64(quota) / float64(period))
 			return nil
 		})
-		if err != nil {
-			return 0, 1, err
-		}
-		if best > 0 {
-			return best, 1, nil
-		}
+		// A controller belongs to one hierarchy: when cpu is bound to v1, v2 holds no CPU limit.
+		return best, 1, err
 	}
 	if cg.v2 != nil {
 		err := cg.v2.walkUp(func(dir string) error {
@@ -281,9 +277,6 @@ func (cg cgroups) cpuQuota() (float64, int, error) {
 			return 0, 2, err
 		}
 		return best, 2, nil
-	}
-	if _, ok := cg.v1["cpu"]; ok {
-		return 0, 1, nil
 	}
 	return 0, 0, nil
 }
