@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/kinds"
+	"github.com/tandem-run/tandem/metrics"
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/server"
 	"github.com/tandem-run/tandem/store"
@@ -42,8 +44,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rt := pool.ApplyRuntime(res, pool.RuntimeConfig{GOMAXPROCS: cfg.Runtime.GOMAXPROCS, GOMEMLIMITRatio: cfg.Runtime.GOMEMLIMITRatio})
 	sz := deriveSizes(cfg, rt)
 
+	mx := metrics.New(metrics.Options{})
 	st, err := store.Open(ctx, store.Options{
 		Path: cfg.Store.Path, OpenTimeout: cfg.Store.OpenTimeout, NoSync: cfg.Store.Sync == "none", Logger: log,
+		OnCommit: mx.ObserveCommit,
 	})
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", cfg.Store.Path, err)
@@ -70,7 +74,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxPending: cfg.Jobs.MaxPending, MaxAttempts: cfg.Jobs.MaxAttempts, Timeout: cfg.Jobs.Timeout,
 		Retention: cfg.Jobs.Retention, MaxPayloadBytes: cfg.Jobs.MaxPayloadBytes,
 		MaxResultBytes: cfg.Jobs.MaxResultBytes, BatchMax: cfg.Jobs.BatchMax, Prefetch: cfg.Jobs.Prefetch,
-		ShutdownTimeout: cfg.Jobs.ShutdownTimeout, Logger: log,
+		ShutdownTimeout: cfg.Jobs.ShutdownTimeout, Logger: log, Observer: mx.JobsObserver(),
 	})
 	if err != nil {
 		return err
@@ -81,6 +85,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := runtime.Start(ctx); err != nil {
 		return err
 	}
+	mx.RegisterPools(httpPool, jobPool)
+	mx.RegisterQueues(runtime.Queues)
 
 	srv, err := server.New(server.Options{
 		Addr: cfg.Server.Addr, AdminAddr: cfg.Admin.Addr, AdminToken: cfg.Admin.Token,
@@ -91,7 +97,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		WriteTimeout: cfg.Server.WriteTimeout, IdleTimeout: cfg.Server.IdleTimeout,
 		MaxHeaderBytes: cfg.Server.MaxHeaderBytes, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,
-		Runtime: runtimeInfo(res, rt),
+		Runtime: runtimeInfo(res, rt), MetricsAuth: cfg.Admin.MetricsAuth,
+		Middleware: []func(http.Handler) http.Handler{mx.Middleware}, Metrics: mx.Handler(), OnShed: mx.Shed,
 	})
 	if err != nil {
 		return err
