@@ -71,7 +71,10 @@ func TestMetricsEndpoint(t *testing.T) {
 	// Shed some: one thread, no backlog, slow requests in parallel.
 	done := make(chan struct{})
 	for range 8 {
-		go func() { _, _ = call(context.Background(), hc, "GET", p.httpURL+"/demo/io?ms=300", "", nil, nil); done <- struct{}{} }()
+		go func() {
+			_, _ = call(context.Background(), hc, "GET", p.httpURL+"/demo/io?ms=300", "", nil, nil)
+			done <- struct{}{}
+		}()
 	}
 	for range 8 {
 		<-done
