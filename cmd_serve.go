@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tandem-run/tandem/autoscale"
 	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/kinds"
 	"github.com/tandem-run/tandem/metrics"
@@ -88,6 +89,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mx.RegisterPools(httpPool, jobPool)
 	mx.RegisterQueues(runtime.Queues)
 
+	scalers, admitted, err := startAutoscalers(ctx, cfg, rt, httpPool, runtime, mx, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range scalers {
+			s.Stop()
+		}
+	}()
 	srv, err := server.New(server.Options{
 		Addr: cfg.Server.Addr, AdminAddr: cfg.Admin.Addr, AdminToken: cfg.Admin.Token,
 		Threads: httpPool, Pools: map[string]*pool.Pool{"http": httpPool, "jobs": jobPool},
@@ -99,6 +109,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,
 		Runtime: runtimeInfo(res, rt), MetricsAuth: cfg.Admin.MetricsAuth,
 		Middleware: []func(http.Handler) http.Handler{mx.Middleware}, Metrics: mx.Handler(), OnShed: mx.Shed,
+		Pinners: pinners(scalers), Admitted: admitted,
 	})
 	if err != nil {
 		return err
@@ -215,4 +226,52 @@ func nullable[T int64 | float64](v T) any {
 		return nil
 	}
 	return v
+}
+
+// scaler is a running autoscaler.
+type scaler interface {
+	server.Pinner
+	Stop()
+}
+
+// startAutoscalers starts the controllers the configuration turns on, keyed by pool name, and
+// returns the middleware the HTTP one needs inside admission.
+func startAutoscalers(ctx context.Context, cfg Config, rt pool.RuntimeSettings, httpPool *pool.Pool, jobsRT *jobs.Runtime, mx *metrics.Metrics, log *slog.Logger) (map[string]scaler, []func(http.Handler) http.Handler, error) {
+	out := map[string]scaler{}
+	var admitted []func(http.Handler) http.Handler
+	onChange := func(p string, old, new int, _ string) { mx.AutoscaleChange(p, old, new) }
+	if b := cfg.Server.Autoscale; b.Enabled() {
+		h, err := autoscale.NewHTTP(autoscale.HTTPOptions{Bounds: autoscale.Bounds{Min: b.Min, Max: b.Max}, Pool: httpPool,
+			Resize: httpPool.Tune, Logger: log, OnChange: onChange})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := h.Start(ctx); err != nil {
+			return nil, nil, err
+		}
+		out["http"], admitted = h, append(admitted, h.Middleware)
+	}
+	if b := cfg.Jobs.Autoscale; b.Enabled() {
+		j, err := autoscale.NewJobs(autoscale.JobsOptions{Bounds: autoscale.Bounds{Min: b.Min, Max: b.Max}, Pool: jobsRT.Pool(),
+			Resize: jobsRT.Resize, Backlog: jobsRT.ReadyBacklog, Cores: rt.GOMAXPROCS, Logger: log, OnChange: onChange})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := j.Start(ctx); err != nil {
+			return nil, nil, err
+		}
+		out["jobs"] = j
+	}
+	for name, s := range out {
+		mx.RegisterPinned(name, s.Pinned)
+	}
+	return out, admitted, nil
+}
+
+func pinners(s map[string]scaler) map[string]server.Pinner {
+	out := make(map[string]server.Pinner, len(s))
+	for k, v := range s {
+		out[k] = v
+	}
+	return out
 }

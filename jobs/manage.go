@@ -138,3 +138,15 @@ func sortQueues(qs []store.QueueStats) {
 		}
 	}
 }
+
+// ReadyBacklog is how many jobs are ready to run in configured, unpaused queues: what the jobs
+// autoscaler grows the pool for.
+func (r *Runtime) ReadyBacklog() int {
+	n := 0
+	for q := range r.opts.Queues {
+		if !r.store.Paused(q) {
+			n += r.store.Ready(q)
+		}
+	}
+	return n
+}

@@ -37,7 +37,7 @@ func (s *Server) mainRouter() chi.Router {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	admitted := root.With(s.limitBody, s.admission)
+	admitted := root.With(append([]func(http.Handler) http.Handler{s.limitBody, s.admission}, s.opts.Admitted...)...)
 	if s.opts.DemoRoutes {
 		admitted.Get("/demo/hello", demoHello)
 		admitted.Get("/demo/io", demoIO)

@@ -84,6 +84,9 @@ type Options struct {
 	Runtime func() RuntimeInfo
 	// Middleware wraps every request of both routers, outermost first (metrics). Optional.
 	Middleware []func(http.Handler) http.Handler
+	// Admitted wraps each request of the main router after admission, on the worker that runs it
+	// (the HTTP autoscaler measures service time there). Optional.
+	Admitted []func(http.Handler) http.Handler
 	// Metrics, when set, is served at GET /metrics on the admin listener.
 	Metrics http.Handler
 	// UI, when set, is served at /admin/ui/ on the admin listener (public: the page asks for the token).
