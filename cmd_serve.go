@@ -20,6 +20,7 @@ import (
 	"github.com/tandem-run/tandem/server"
 	"github.com/tandem-run/tandem/store"
 	"github.com/tandem-run/tandem/systemd"
+	"github.com/tandem-run/tandem/web"
 )
 
 // runServe is the whole life of the process: config -> sizing -> store -> pools -> jobs ->
@@ -109,7 +110,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,
 		Runtime: runtimeInfo(res, rt), MetricsAuth: cfg.Admin.MetricsAuth,
 		Middleware: []func(http.Handler) http.Handler{mx.Middleware}, Metrics: mx.Handler(), OnShed: mx.Shed,
-		Pinners: pinners(scalers), Admitted: admitted,
+		Pinners: pinners(scalers), Admitted: admitted, UI: web.Handler(),
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,270 @@
+package web_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+const token = "e2e-token"
+
+// tandemUnderTest is a real tandem process serving the dashboard.
+type tandemUnderTest struct {
+	cmd         *exec.Cmd
+	http, admin string
+	logs        *bytes.Buffer
+	exited      chan struct{}
+}
+
+func startTandem(t *testing.T) *tandemUnderTest {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tandem")
+	build := exec.Command("go", "build", "-o", bin, "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build tandem: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "serve")
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TANDEM_SERVER_ADDR=127.0.0.1:0", "TANDEM_ADMIN_ADDR=127.0.0.1:0",
+		"TANDEM_ADMIN_TOKEN=" + token, "TANDEM_STORE_PATH=" + filepath.Join(t.TempDir(), "db"), "TANDEM_JOBS_CONCURRENCY=2"}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tu := &tandemUnderTest{cmd: cmd, logs: &bytes.Buffer{}, exited: make(chan struct{})}
+	started := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			tu.logs.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), `"msg":"tandem started"`) {
+				var m map[string]any
+				_ = json.Unmarshal(sc.Bytes(), &m)
+				started <- m
+			}
+		}
+		_ = cmd.Wait()
+		close(tu.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-tu.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-tu.exited
+		}
+	})
+	select {
+	case m := <-started:
+		tu.http, tu.admin = "http://"+fmt.Sprint(m["http_addr"]), "http://"+fmt.Sprint(m["admin_addr"])
+	case <-tu.exited:
+		t.Fatalf("tandem exited:\n%s", tu.logs)
+	case <-time.After(30 * time.Second):
+		t.Fatal("tandem did not start")
+	}
+	return tu
+}
+
+func (tu *tandemUnderTest) api(t *testing.T, method, url string, body any, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+// browser starts Debian's headless Chromium, or skips (fails under CI) when it is missing.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no chromium: .ci/run installs Debian's chromium package")
+		}
+		t.Skip("no chromium found (apt-get install chromium)")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 800),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() { cancelT(); cancelB(); cancelA() })
+	return ctx
+}
+
+// artifacts is where screenshots go: $TANDEM_ARTIFACTS or ../artifacts/e2e (ignored by git).
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("TANDEM_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "artifacts", "e2e")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func shot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	path := filepath.Join(artifacts(t), name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// waitJS polls a JavaScript condition in the page until it is true.
+func waitJS(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(wctx, chromedp.Poll[bool](expr)); err != nil {
+		html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
+		t.Fatalf("waiting for %s (%s): %v\npage: %.3000s", what, expr, err, html)
+	}
+}
+
+func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDashboardEndToEnd drives the dashboard in a real headless Chromium against a real tandem:
+// wrong token, right token, pool sizes, a resize through the UI that the admin API agrees with, a
+// validation error shown, a paused queue, a dead job opened and retried, a phone-width view, and
+// the error shown when tandem is down.
+func TestDashboardEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Chromium")
+	}
+	ctx := browser(t)
+	tu := startTandem(t)
+
+	// A dead job: an http job whose target answers 400 fails for good at once.
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 400) }))
+	defer bad.Close()
+	var dead struct{ ID string }
+	if code := tu.api(t, "POST", tu.http+"/v1/jobs", map[string]any{"kind": "http", "payload": map[string]any{"url": bad.URL}}, &dead); code != 201 {
+		t.Fatalf("enqueue: %d", code)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var j struct{ State string }
+		tu.api(t, "GET", tu.http+"/v1/jobs/"+dead.ID, nil, &j)
+		if j.State == "dead" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job never died: %s", j.State)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	ui := tu.admin + "/admin/ui/"
+	do(t, ctx, chromedp.Navigate(ui))
+	waitJS(t, ctx, "the token prompt", `!document.querySelector('#login').hidden`)
+	do(t, ctx, chromedp.SendKeys(chromedp.CSS("#token"), "wrong"), chromedp.Click(chromedp.CSS("#login-form button")))
+	waitJS(t, ctx, "the refused-token message", `document.querySelector('#banner').textContent.includes('refused')`)
+	shot(t, ctx, "01-wrong-token")
+
+	do(t, ctx, chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS("#login-form button")))
+	waitJS(t, ctx, "pool sizes", `document.querySelector('#pool-jobs .size')?.textContent === '2' && document.querySelector('#pool-http .size')?.textContent === '5'`)
+	waitJS(t, ctx, "runtime", `document.querySelector('#runtime').textContent.includes('GOMAXPROCS')`)
+
+	// An invalid size shows the API's validation error.
+	do(t, ctx, chromedp.Focus(chromedp.CSS("#size-jobs")), chromedp.Clear(chromedp.CSS("#size-jobs")), chromedp.SendKeys(chromedp.CSS("#size-jobs"), "0"), chromedp.Click(chromedp.CSS("#resize-jobs")))
+	waitJS(t, ctx, "the validation error", `document.querySelector('#err-jobs')?.textContent.includes('between 1 and 4096')`)
+	// A valid resize, confirmed by the admin API.
+	do(t, ctx, chromedp.Clear(chromedp.CSS("#size-jobs")), chromedp.SendKeys(chromedp.CSS("#size-jobs"), "5"), chromedp.Click(chromedp.CSS("#resize-jobs")))
+	waitJS(t, ctx, "the new size", `document.querySelector('#pool-jobs .size')?.textContent === '5'`)
+	var pools map[string]struct{ Size int }
+	tu.api(t, "GET", tu.admin+"/admin/pools", nil, &pools)
+	if pools["jobs"].Size != 5 {
+		t.Fatalf("GET /admin/pools says jobs size %d after the UI resized it to 5", pools["jobs"].Size)
+	}
+
+	// Pause the queue.
+	waitJS(t, ctx, "the queue row", `!!document.querySelector('#pause-default')`)
+	do(t, ctx, chromedp.Click(chromedp.CSS("#pause-default")))
+	waitJS(t, ctx, "the resume button", `!!document.querySelector('#resume-default')`)
+	var qs struct {
+		Queues []struct {
+			Name   string
+			Paused bool
+		}
+	}
+	tu.api(t, "GET", tu.http+"/v1/queues", nil, &qs)
+	if len(qs.Queues) == 0 || !qs.Queues[0].Paused {
+		t.Fatalf("queue not paused: %+v", qs)
+	}
+	shot(t, ctx, "02-overview-laptop")
+
+	// The dead job: its page, then retry (it waits as ready: the queue is paused).
+	do(t, ctx, chromedp.Navigate(ui+"#/jobs?state=dead"))
+	waitJS(t, ctx, "the dead job in the list", fmt.Sprintf(`!!document.querySelector('a[href="#/job/%s"]')`, dead.ID))
+	shot(t, ctx, "03-jobs")
+	do(t, ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="#/job/%s"]`, dead.ID))))
+	waitJS(t, ctx, "the job page", `document.querySelector('#job-state')?.textContent === 'dead' && document.querySelector('#job-errors tbody').textContent.includes('400')`)
+	shot(t, ctx, "04-dead-job")
+	do(t, ctx, chromedp.Click(chromedp.CSS("#job-retry")))
+	waitJS(t, ctx, "the retried job", `document.querySelector('#job-state')?.textContent === 'ready'`)
+	var j struct{ State string }
+	tu.api(t, "GET", tu.http+"/v1/jobs/"+dead.ID, nil, &j)
+	if j.State != "ready" {
+		t.Fatalf("after retry the job is %s", j.State)
+	}
+
+	// Phone width.
+	do(t, ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(ui+"#/"))
+	waitJS(t, ctx, "pools on a phone", `document.querySelector('#pool-jobs .size')?.textContent === '5'`)
+	shot(t, ctx, "05-overview-phone")
+	do(t, ctx, chromedp.EmulateViewport(1280, 800))
+
+	// tandem goes away: the page says so instead of going blank.
+	_ = tu.cmd.Process.Kill()
+	<-tu.exited
+	waitJS(t, ctx, "the down banner", `document.querySelector('#banner').textContent.includes('not reachable') && !document.querySelector('#banner').hidden`)
+	shot(t, ctx, "06-tandem-down")
+}

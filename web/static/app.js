@@ -1,0 +1,284 @@
+// tandem's dashboard: polls the admin API every 1.5 s, with the token from sessionStorage.
+const $ = (s) => document.querySelector(s);
+const api = '/admin/api/v1';
+const POLL_MS = 1500;
+const HISTORY = 240; // samples kept for the charts: 6 minutes at 1.5 s
+
+let token = sessionStorage.getItem('tandem-token') || '';
+const history = {}; // pool -> [{running, waiting, size}]
+const poolErrors = {}; // pool -> the last resize error, kept across re-renders
+let lastSucceeded = null; // queue -> {n, t}
+let cursors = ['']; // job list pages
+let timer = null;
+
+class APIError extends Error {
+  constructor(status, msg, fields) { super(msg); this.status = status; this.fields = fields; }
+}
+
+async function call(method, path, body) {
+  const opts = { method, headers: { Authorization: 'Bearer ' + token } };
+  if (body !== undefined) {
+    opts.headers['Content-Type'] = 'application/json';
+    opts.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(path, opts);
+  } catch (e) {
+    throw new APIError(0, 'tandem is not reachable: ' + e.message);
+  }
+  const text = await resp.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!resp.ok) {
+    const msg = (data && data.error) || text || resp.statusText;
+    throw new APIError(resp.status, msg, data && data.fields);
+  }
+  return data;
+}
+
+function banner(msg, kind = 'error') {
+  const b = $('#banner');
+  if (!msg) { b.hidden = true; return; }
+  b.textContent = msg;
+  b.className = 'banner ' + kind;
+  b.hidden = false;
+}
+
+function setStatus(ok, text) {
+  const s = $('#status');
+  s.textContent = text;
+  s.className = 'status ' + (ok ? 'ok' : 'down');
+}
+
+function handleError(e) {
+  if (e.status === 401) {
+    sessionStorage.removeItem('tandem-token');
+    token = '';
+    banner('The admin token was refused (401). Enter the right one.');
+    showLogin();
+    return;
+  }
+  setStatus(false, e.status === 0 ? 'down' : 'error');
+  banner(e.status === 0 ? e.message + ' — retrying…' : `Error ${e.status}: ${e.message}`);
+}
+
+const el = (tag, attrs = {}, ...kids) => {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith('on')) n.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) n.setAttribute(k, v);
+  }
+  for (const k of kids) n.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  return n;
+};
+
+function sparkline(samples, key, max) {
+  const w = 240, h = 40;
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('preserveAspectRatio', 'none');
+  const pts = samples.map((s, i) => `${(i / Math.max(1, HISTORY - 1)) * w},${h - (s[key] / Math.max(1, max)) * (h - 2) - 1}`);
+  const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+  line.setAttribute('points', pts.join(' '));
+  line.setAttribute('class', key);
+  svg.append(line);
+  return svg;
+}
+
+function renderPools(pools) {
+  const box = $('#pools');
+  const focused = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.pool;
+  if (focused) return; // do not re-render under the operator's typing
+  box.replaceChildren();
+  for (const name of Object.keys(pools).sort()) {
+    const p = pools[name];
+    (history[name] ||= []).push(p);
+    if (history[name].length > HISTORY) history[name].shift();
+    const max = Math.max(...history[name].map((s) => Math.max(s.size, s.running + s.waiting)));
+    const err = el('p', { class: 'field-error', id: `err-${name}`, role: 'alert' }, poolErrors[name] || '');
+    // No min/max on the input: tandem validates, and its message is what the operator should see.
+    const input = el('input', { type: 'number', value: p.size, 'data-pool': name, id: `size-${name}`, 'aria-label': `${name} pool size` });
+    const form = el('form', { class: 'resize', novalidate: '', onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        await call('PUT', `/admin/pools/${name}`, { size: Number(input.value) });
+        delete poolErrors[name];
+        input.blur();
+      } catch (e) {
+        if (e.status === 401 || e.status === 0) return handleError(e);
+        poolErrors[name] = e.fields ? Object.entries(e.fields).map(([k, v]) => `${k}: ${v}`).join('; ') : e.message;
+        input.blur();
+      }
+      refresh();
+    } }, input, el('button', { type: 'submit', id: `resize-${name}` }, 'Resize'));
+    const pin = p.autoscale ? (p.pinned
+      ? el('button', { type: 'button', class: 'link', onclick: async () => { try { await call('DELETE', `/admin/pools/${name}/pin`, {}); refresh(); } catch (e) { handleError(e); } } }, 'pinned — hand back to autoscale')
+      : el('span', { class: 'tag' }, 'autoscaling')) : '';
+    box.append(el('div', { class: 'pool', id: `pool-${name}` },
+      el('h3', {}, name, ' ', pin),
+      el('div', { class: 'stats' },
+        el('span', {}, 'size ', el('b', { class: 'size' }, p.size)),
+        el('span', {}, 'running ', el('b', { class: 'running' }, p.running)),
+        el('span', {}, 'waiting ', el('b', { class: 'waiting' }, p.waiting)),
+        p.backlog !== undefined ? el('span', {}, 'backlog ', el('b', {}, p.backlog)) : '',
+        el('span', {}, 'rejected ', el('b', {}, p.rejected))),
+      sparkline(history[name], 'running', max),
+      form, err));
+  }
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return 'no limit';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+function renderRuntime(r) {
+  const rows = [
+    ['GOMAXPROCS', `${r.gomaxprocs} (from ${r.gomaxprocs_source})`],
+    ['CPU quota', r.cpu_quota === null ? 'no limit' : `${r.cpu_quota} cores`],
+    ['CPUs allowed', `${r.cpus_allowed} of ${r.num_cpu}`],
+    ['memory limit', bytes(r.memory_limit)], ['GOMEMLIMIT', bytes(r.gomemlimit)],
+    ['goroutines', r.goroutines], ['heap', bytes(r.heap_alloc_bytes)],
+    ['uptime', `${Math.floor(r.uptime_seconds)} s`], ['version', `${r.version} (${r.go_version})`],
+  ];
+  $('#runtime').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+}
+
+function renderQueues(queues) {
+  const now = Date.now();
+  const prev = lastSucceeded;
+  lastSucceeded = {};
+  const body = $('#queues tbody');
+  body.replaceChildren(...queues.map((q) => {
+    lastSucceeded[q.name] = { n: q.succeeded, t: now };
+    let rate = '';
+    if (prev && prev[q.name] && now > prev[q.name].t) {
+      rate = ((q.succeeded - prev[q.name].n) / ((now - prev[q.name].t) / 1000)).toFixed(1);
+    }
+    const action = q.paused ? 'resume' : 'pause';
+    const btn = el('button', { type: 'button', id: `${action}-${q.name}`, onclick: async () => {
+      try { await call('POST', `/admin/queues/${encodeURIComponent(q.name)}/${action}`, {}); refresh(); } catch (e) { handleError(e); }
+    } }, action === 'pause' ? 'Pause' : 'Resume');
+    return el('tr', { class: q.paused ? 'paused' : '' },
+      el('td', {}, q.name, q.paused ? el('span', { class: 'tag' }, 'paused') : ''),
+      ...['scheduled', 'ready', 'running', 'retrying', 'succeeded', 'dead', 'canceled'].map((s) =>
+        el('td', {}, s === 'dead' && q[s] > 0 ? el('a', { href: `#/jobs?queue=${encodeURIComponent(q.name)}&state=dead` }, q[s]) : q[s])),
+      el('td', {}, q.oldest_ready_age_seconds ? `${q.oldest_ready_age_seconds.toFixed(1)} s` : '—'),
+      el('td', {}, rate), el('td', {}, btn));
+  }));
+}
+
+async function refreshOverview() {
+  const [pools, rt, qs] = await Promise.all([call('GET', '/admin/pools'), call('GET', '/admin/runtime'), call('GET', api + '/queues')]);
+  renderPools(pools);
+  renderRuntime(rt);
+  renderQueues(qs.queues);
+}
+
+function filterQuery() {
+  const f = new FormData($('#filters'));
+  const q = new URLSearchParams();
+  for (const [k, v] of f) if (v) q.set(k, v);
+  return q;
+}
+
+async function refreshJobs() {
+  const q = filterQuery();
+  q.set('limit', '25');
+  const cursor = cursors[cursors.length - 1];
+  if (cursor) q.set('cursor', cursor);
+  const page = await call('GET', `${api}/jobs?${q}`);
+  $('#job-list tbody').replaceChildren(...page.jobs.map((j) => el('tr', { class: 'state-' + j.state },
+    el('td', {}, el('a', { href: `#/job/${j.id}` }, j.id.slice(0, 8) + '…')), el('td', {}, j.kind), el('td', {}, j.queue),
+    el('td', {}, el('span', { class: 'tag ' + j.state }, j.state)), el('td', {}, `${j.attempt}/${j.max_attempts}`),
+    el('td', {}, new Date(j.created_at).toLocaleString()))));
+  const next = $('#next-page');
+  next.disabled = !page.next_cursor;
+  next.onclick = () => { cursors.push(page.next_cursor); refresh(); };
+  $('#first-page').disabled = cursors.length === 1;
+}
+
+async function refreshJob(id) {
+  const j = await call('GET', `${api}/jobs/${id}`);
+  $('#job-id').textContent = j.id;
+  const fields = ['kind', 'queue', 'state', 'attempt', 'max_attempts', 'priority', 'timeout', 'unique_key', 'run_at', 'created_at', 'started_at', 'finished_at', 'updated_at'];
+  $('#job-fields').replaceChildren(...fields.filter((f) => j[f] !== undefined && j[f] !== '').flatMap((f) => [el('dt', {}, f), el('dd', { id: `job-${f}` }, j[f])]));
+  $('#job-payload').textContent = JSON.stringify(j.payload ?? null, null, 2);
+  $('#job-result').textContent = j.result === undefined ? '—' : JSON.stringify(j.result, null, 2);
+  $('#job-errors tbody').replaceChildren(...(j.errors || []).map((e) => el('tr', {}, el('td', {}, e.attempt), el('td', {}, new Date(e.at).toLocaleString()), el('td', {}, e.error))));
+  const finished = ['succeeded', 'dead', 'canceled'].includes(j.state);
+  $('#job-cancel').disabled = finished;
+  $('#job-retry').disabled = !['dead', 'canceled'].includes(j.state);
+  $('#job-delete').disabled = !finished;
+}
+
+async function jobAction(method, suffix) {
+  const id = $('#job-id').textContent;
+  try {
+    await call(method, `${api}/jobs/${id}${suffix}`, {});
+    if (method === 'DELETE') { location.hash = '#/jobs'; return; }
+    banner('');
+    refresh();
+  } catch (e) {
+    if (e.status === 401 || e.status === 0) return handleError(e);
+    banner(`Error ${e.status}: ${e.message}`);
+  }
+}
+
+function route() {
+  const h = location.hash || '#/';
+  if (h.startsWith('#/job/')) return { view: 'job', id: h.slice(6) };
+  if (h.startsWith('#/jobs')) {
+    const params = new URLSearchParams(h.split('?')[1] || '');
+    for (const k of ['queue', 'state', 'kind']) if (params.has(k)) $(`#filters [name=${k}]`).value = params.get(k);
+    return { view: 'jobs' };
+  }
+  return { view: 'overview' };
+}
+
+async function refresh() {
+  if (!token) return showLogin();
+  const r = route();
+  for (const v of ['overview', 'jobs', 'job']) $('#' + v).hidden = v !== r.view;
+  $('#login').hidden = true;
+  try {
+    if (r.view === 'overview') await refreshOverview();
+    if (r.view === 'jobs') await refreshJobs();
+    if (r.view === 'job') await refreshJob(r.id);
+    setStatus(true, 'live');
+    if ($('#banner').classList.contains('error')) banner('');
+  } catch (e) {
+    handleError(e);
+  }
+}
+
+function showLogin() {
+  for (const v of ['overview', 'jobs', 'job']) $('#' + v).hidden = true;
+  $('#login').hidden = false;
+  setStatus(false, 'signed out');
+  $('#token').value = '';
+  $('#token').focus();
+}
+
+$('#login-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  token = $('#token').value.trim();
+  sessionStorage.setItem('tandem-token', token);
+  banner('');
+  refresh();
+});
+$('#logout').addEventListener('click', () => { sessionStorage.removeItem('tandem-token'); token = ''; showLogin(); });
+$('#filters').addEventListener('submit', (ev) => { ev.preventDefault(); cursors = ['']; refresh(); });
+$('#first-page').addEventListener('click', () => { cursors = ['']; refresh(); });
+$('#job-cancel').addEventListener('click', () => jobAction('POST', '/cancel'));
+$('#job-retry').addEventListener('click', () => jobAction('POST', '/retry'));
+$('#job-delete').addEventListener('click', () => jobAction('DELETE', ''));
+window.addEventListener('hashchange', () => { cursors = ['']; refresh(); });
+
+refresh();
+timer = setInterval(() => { if (token) refresh(); }, POLL_MS);
