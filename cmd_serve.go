@@ -121,21 +121,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	srv.SetReady(true)
 
-	notify := systemd.NewNotifier(systemd.NotifierOptions{Logger: log, Health: func(ctx context.Context) error {
-		return st.Ping(ctx) // a stuck store (a hung disk) stops the watchdog pings
-	}})
-	if err := notify.Start(ctx); err != nil {
-		log.Warn("systemd watchdog", "err", err)
-	}
-	defer notify.Stop()
-
 	log.Info("tandem started",
 		"gomaxprocs", rt.GOMAXPROCS, "gomaxprocs_source", rt.GOMAXPROCSSource,
 		"cpu_quota", nullable(res.CPUQuota), "cpus_allowed", res.CPUsAllowed,
 		"memory_limit", nullable(res.MemoryLimit), "gomemlimit", nullable(rt.GOMEMLIMIT),
 		"threads", sz.threads, "concurrency", sz.concurrency,
 		"http_addr", srv.Addr(), "admin_addr", srv.AdminAddr(), "version", version)
+	notify := systemd.NewNotifier(systemd.NotifierOptions{Logger: log, Health: func(ctx context.Context) error {
+		return st.Ping(ctx) // a stuck store (a hung disk) stops the watchdog pings
+	}})
+	// READY=1 first: systemd expects watchdog pings only from a service that said it is up.
 	_ = notify.Ready(fmt.Sprintf("serving on %s; threads=%d concurrency=%d", srv.Addr(), sz.threads, sz.concurrency))
+	if err := notify.Start(ctx); err != nil {
+		log.Warn("systemd watchdog", "err", err)
+	}
+	defer notify.Stop()
 
 	waitForStop(ctx, log, func() { reload(l, fs, logs, httpPool, jobPool, log) })
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -69,5 +70,61 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 	}
 	if !strings.Contains(p.Logs(), `"msg":"tandem stopped"`) {
 		t.Errorf("no clean stop logged")
+	}
+}
+
+// TestSIGHUPReload: SIGHUP re-reads config.yaml; pool sizes, backlog and log level change live and
+// are logged; other changed keys are reported as needing a restart; a broken file changes nothing.
+func TestSIGHUPReload(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfgPath, "server:\n  threads: 3\n  backlog: 20\njobs:\n  concurrency: 2\n")
+	p := startTandemNoWait(t, func(c *exec.Cmd) { c.Dir = dir }, "TANDEM_STORE_PATH="+filepath.Join(dir, "db"))
+	p.waitStarted()
+	poolsNow := func() map[string]struct{ Size, Backlog int } {
+		var out map[string]struct{ Size, Backlog int }
+		if _, err := call(context.Background(), http.DefaultClient, "GET", p.adminURL+"/admin/pools", "", nil, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if ps := poolsNow(); ps["http"].Size != 3 || ps["http"].Backlog != 20 || ps["jobs"].Size != 2 {
+		t.Fatalf("start: %+v", ps)
+	}
+	writeFile(t, cfgPath, "server:\n  threads: 7\n  backlog: 40\n  read_timeout: 9s\njobs:\n  concurrency: 4\nlog:\n  level: debug\n")
+	p.signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ps := poolsNow()
+		if ps["http"].Size == 7 && ps["http"].Backlog == 40 && ps["jobs"].Size == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP: %+v", ps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitLog := func(want string) {
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(p.Logs(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("log lacks %s:\n%s", want, p.Logs())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitLog(`"msg":"reload: applied","key":"server.threads","old":3,"new":7`)
+	waitLog(`"msg":"reload: applied","key":"log.level"`)
+	waitLog(`"keys":"server.read_timeout"`)
+	// A broken file: rejected, nothing changes, the process keeps serving.
+	writeFile(t, cfgPath, "server:\n  threads: -1\n")
+	p.signal(syscall.SIGHUP)
+	waitLog(`"msg":"reload: configuration rejected; nothing changed"`)
+	if ps := poolsNow(); ps["http"].Size != 7 {
+		t.Fatalf("a rejected reload changed the pool: %+v", ps)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }

@@ -49,7 +49,6 @@ func startTandemNoWait(t *testing.T, cmdHook func(*exec.Cmd), env ...string) *pr
 		"PATH=" + os.Getenv("PATH"),
 		"TANDEM_SERVER_ADDR=127.0.0.1:0",
 		"TANDEM_ADMIN_ADDR=127.0.0.1:0",
-		"TANDEM_LOG_LEVEL=info",
 	}, env...)
 	p := &proc{t: t, cmd: cmd, done: make(chan struct{})}
 	stderr, err := cmd.StderrPipe()
