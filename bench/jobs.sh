@@ -28,7 +28,12 @@ j1() { # j1 LABEL: runs J1 on the tandem already started; prints a line
 }
 
 start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000
-j1 "empty store"
+j1 "defaults (threads 5, prefetch 4)"
+stop_tandem
+# The defaults suit real work; for a flood of noop jobs the two knobs that matter are how many
+# enqueue requests may wait on one group commit (threads) and how many jobs one lease takes.
+start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
+j1 "threads 64, prefetch 64"
 batch=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*100}))")
 T0=$(now)
 out=$("$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 1000 -c 16 -body "$batch")
@@ -55,7 +60,7 @@ stop_tandem
 if [ "${SCALE:-0}" = 1 ]; then
   cfg="$OUT/scale.yaml"
   printf 'jobs:\n  queues:\n    default: {weight: 1}\n    parked: {weight: 1}\n' > "$cfg"
-  start_tandem scale TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 --config "$cfg"
+  start_tandem scale TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64 --config "$cfg"
   curl -fsS -XPOST -H 'Content-Type: application/json' -d '{}' "$ADMIN_URL/admin/queues/parked/pause" >/dev/null
   many=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*1000}))")
   parked=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop','queue':'parked'}]*1000}))")
@@ -65,7 +70,7 @@ if [ "${SCALE:-0}" = 1 ]; then
   echo "seeded 1,100,000 jobs; draining 1,000,000 took $(wait_succeeded 1000000)s"
   stop_tandem
   T0=$(now)
-  start_tandem_keep scale TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 --config "$cfg"
+  start_tandem_keep scale TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64 --config "$cfg"
   echo "start-up with 1,000,000 finished + 100,000 waiting: $(python3 -c "import time; print(f'{time.time()-$T0:.3f}')")s to /readyz (target < 1 s; includes process start)"
   j1 "1M finished + 100k waiting"
   stop_tandem

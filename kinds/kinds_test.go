@@ -139,14 +139,14 @@ func TestHTTPKind(t *testing.T) {
 		switch r.URL.Path {
 		case "/ok":
 			if r.Method != "POST" || r.Header.Get("X-Test") != "1" {
-				http.Error(w, "bad request shape", 400)
+				http.Error(w, "bad request shape", http.StatusBadRequest)
 				return
 			}
 			body, _ := io.ReadAll(r.Body)
 			_, _ = w.Write([]byte("got " + string(body)))
 		case "/flaky": // 503 twice, then 200
 			if flaky.Add(1) <= 2 {
-				http.Error(w, "busy", 503)
+				http.Error(w, "busy", http.StatusServiceUnavailable)
 				return
 			}
 			_, _ = w.Write([]byte("finally"))
