@@ -115,6 +115,20 @@ func (c *client) print(stdout io.Writer, raw []byte) {
 	_, _ = stdout.Write(buf.Bytes())
 }
 
+// getOrPrint GETs path from the main listener into out; with --json it prints the answer as is
+// and reports done, so the caller prints a table only otherwise.
+func (c *client) getOrPrint(ctx context.Context, path string, out any, stdout io.Writer) (done bool, err error) {
+	raw, err := c.do(ctx, http.MethodGet, c.base, path, nil, out)
+	if err != nil {
+		return true, err
+	}
+	if c.json {
+		c.print(stdout, raw)
+		return true, nil
+	}
+	return false, nil
+}
+
 func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("healthcheck", "[--url URL]", stderr)
 	u := fs.String("url", envOr("TANDEM_HEALTHCHECK_URL", "http://127.0.0.1:8080/readyz"), "readiness URL (env TANDEM_HEALTHCHECK_URL)")
@@ -221,13 +235,8 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			Jobs       []jobView `json:"jobs"`
 			NextCursor string    `json:"next_cursor"`
 		}
-		raw, err := c.do(ctx, http.MethodGet, c.base, "/v1/jobs?"+q.Encode(), nil, &page)
-		if err != nil {
+		if done, err := c.getOrPrint(ctx, "/v1/jobs?"+q.Encode(), &page, stdout); done || err != nil {
 			return err
-		}
-		if c.json {
-			c.print(stdout, raw)
-			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tKIND\tQUEUE\tSTATE\tATTEMPT\tCREATED")
@@ -273,13 +282,8 @@ func runQueues(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		var out struct {
 			Queues []map[string]any `json:"queues"`
 		}
-		raw, err := c.do(ctx, http.MethodGet, c.base, "/v1/queues", nil, &out)
-		if err != nil {
+		if done, err := c.getOrPrint(ctx, "/v1/queues", &out, stdout); done || err != nil {
 			return err
-		}
-		if c.json {
-			c.print(stdout, raw)
-			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		cols := []string{"name", "paused", "scheduled", "ready", "running", "retrying", "succeeded", "dead", "canceled", "oldest_ready_age_seconds"}

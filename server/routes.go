@@ -1,14 +1,13 @@
 package server
 
 import (
-	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/tandem-run/tandem/kinds"
 )
 
 // Demo route limits.
@@ -96,23 +95,9 @@ func demoCPU(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "n must be an integer from 0 to 10000000", map[string]string{"n": "must be an integer from 0 to 10000000"})
 		return
 	}
-	sum, err := cpuWork(r.Context(), n)
+	sum, err := kinds.CPUWork(r.Context(), n) // the same work as the cpu job kind
 	if err != nil {
 		return // the admission layer answers the timeout
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"rounds": n, "digest": hex.EncodeToString(sum[:])})
-}
-
-// cpuWork is n rounds of SHA-256 over 64 bytes, checking ctx every 4096 rounds.
-func cpuWork(ctx context.Context, n int) ([32]byte, error) {
-	var buf [64]byte
-	var sum [32]byte
-	for i := range n {
-		if i%4096 == 0 && ctx.Err() != nil {
-			return sum, ctx.Err()
-		}
-		sum = sha256.Sum256(buf[:])
-		copy(buf[:32], sum[:])
-	}
-	return sum, nil
 }

@@ -151,3 +151,22 @@ func (t *txn) get(id []byte) (*Job, error) {
 	}
 	return decodeJob(v)
 }
+
+// modify is the one read-modify-write of a record inside the transaction: fn changes a copy, and
+// put re-derives the indexes and counters from the old and new record. A non-nil error from fn
+// aborts before anything is written.
+func (t *txn) modify(id []byte, fn func(j *Job) error) (*Job, error) {
+	old, err := t.get(id)
+	if err != nil {
+		return nil, err
+	}
+	j := old.Clone()
+	if err := fn(j); err != nil {
+		return nil, err
+	}
+	j.ID = old.ID
+	if err := t.put(old, j); err != nil {
+		return nil, err
+	}
+	return j, nil
+}

@@ -93,16 +93,8 @@ func (s *Store) UpdateQueued(ctx context.Context, id string, fn func(j *Job) err
 	}
 	var out *Job
 	done, err := s.send(ctx, func(t *txn) error {
-		old, err := t.get(key)
+		j, err := t.modify(key, fn)
 		if err != nil {
-			return err
-		}
-		j := old.Clone()
-		if err := fn(j); err != nil {
-			return err
-		}
-		j.ID = old.ID
-		if err := t.put(old, j); err != nil {
 			return err
 		}
 		out = j.Clone()
@@ -154,16 +146,13 @@ func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Du
 			ids = append(ids, append([]byte(nil), rk.id...))
 		}
 		for _, id := range ids {
-			old, err := t.get(id)
+			j, err := t.modify(id, func(j *Job) error {
+				start, lease := t.now, t.now.Add(leaseFor)
+				j.State, j.StartedAt, j.LeaseUntil = StateRunning, &start, &lease
+				j.Attempt++
+				return nil
+			})
 			if err != nil {
-				return err
-			}
-			j := old.Clone()
-			j.State = StateRunning
-			j.Attempt++
-			start, lease := t.now, t.now.Add(leaseFor)
-			j.StartedAt, j.LeaseUntil = &start, &lease
-			if err := t.put(old, j); err != nil {
 				return err
 			}
 			out = append(out, j.Clone())
@@ -200,13 +189,7 @@ func (s *Store) Promote(ctx context.Context, now time.Time) (moved int, next tim
 				ids = append(ids, append([]byte(nil), k[8:]...))
 			}
 			for _, id := range ids {
-				old, err := t.get(id)
-				if err != nil {
-					return err
-				}
-				j := old.Clone()
-				j.State = StateReady
-				if err := t.put(old, j); err != nil {
+				if _, err := t.modify(id, func(j *Job) error { j.State = StateReady; return nil }); err != nil {
 					return err
 				}
 			}
@@ -231,14 +214,12 @@ func (s *Store) Recover(ctx context.Context) (int, error) {
 			ids = append(ids, append([]byte(nil), k[8:]...))
 		}
 		for _, id := range ids {
-			old, err := t.get(id)
+			_, err := t.modify(id, func(j *Job) error {
+				j.State, j.LeaseUntil = StateReady, nil
+				j.Errors = append(j.Errors, AttemptError{Attempt: j.Attempt, At: t.now, Error: "interrupted: process stopped"})
+				return nil
+			})
 			if err != nil {
-				return err
-			}
-			j := old.Clone()
-			j.State, j.LeaseUntil = StateReady, nil
-			j.Errors = append(j.Errors, AttemptError{Attempt: j.Attempt, At: t.now, Error: "interrupted: process stopped"})
-			if err := t.put(old, j); err != nil {
 				return err
 			}
 		}
