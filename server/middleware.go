@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -141,33 +140,18 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 	})
 }
 
-// admission runs each request's handler on the threads pool. The request waits in the pool's
-// backlog at most QueueTimeout (then 503 + Retry-After); once admitted its handler runs on an ants
-// worker while this goroutine waits for it or for RequestTimeout, whichever comes first. On
-// timeout the client gets 503 at once and the handler's context is canceled; the slot stays taken
-// until the handler really returns, so the pool never runs more than its size. A panic in the
-// handler answers 500 and is logged with its stack; the process keeps serving.
+// admission runs each request's handler only while it holds a slot of the threads pool. The
+// request waits in the pool's backlog at most QueueTimeout, then gets 503 with Retry-After. Once
+// admitted the handler runs right here, on the connection's goroutine: handing it to an ants
+// worker cost two cross-thread wake-ups per request, 25% of /demo/hello's throughput on 2 cores
+// (bench/http.sh, BenchmarkAdmission), while the gate alone costs nothing measurable. Its context
+// ends after RequestTimeout; a handler that has not answered by the time it returns gets a 503,
+// so handlers must honour their context (net/http's own timeout handler needs a goroutine per
+// request to do better). A panic answers 500 and is logged with its stack.
 func (s *Server) admission(next http.Handler) http.Handler {
 	retryAfter := strconv.Itoa(max(1, int(math.Ceil(s.opts.QueueTimeout.Seconds()))))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeoutCause(r.Context(), s.opts.RequestTimeout, errRequestTimeout)
-		defer cancel()
-		gw := &guardedWriter{w: w}
-		done := make(chan struct{})
-		err := s.opts.Threads.SubmitWithin(r.Context(), s.opts.QueueTimeout, func() {
-			defer close(done)
-			defer func() {
-				if v := recover(); v != nil {
-					if v == http.ErrAbortHandler {
-						return
-					}
-					s.log.Error("handler panicked", "panic", fmt.Sprint(v), "path", r.URL.Path,
-						"request_id", RequestID(r.Context()), "stack", string(debug.Stack()))
-					gw.fail(r, http.StatusInternalServerError, "internal server error")
-				}
-			}()
-			next.ServeHTTP(gw, r.WithContext(ctx))
-		})
+		release, err := s.opts.Threads.AcquireWithin(r.Context(), s.opts.QueueTimeout)
 		if err != nil {
 			reason := "backlog_full"
 			if errors.Is(err, pool.ErrQueueTimeout) {
@@ -180,84 +164,60 @@ func (s *Server) admission(next http.Handler) http.Handler {
 			writeError(w, r, http.StatusServiceUnavailable, "server busy ("+reason+"), retry later")
 			return
 		}
-		select {
-		case <-done:
-		case <-ctx.Done():
-			if context.Cause(ctx) == errRequestTimeout {
-				gw.fail(r, http.StatusServiceUnavailable, fmt.Sprintf("request took longer than %s", s.opts.RequestTimeout))
+		defer release()
+		ctx, cancel := context.WithTimeoutCause(r.Context(), s.opts.RequestTimeout, errRequestTimeout)
+		defer cancel()
+		aw := &answerWriter{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panicked", "panic", fmt.Sprint(v), "path", r.URL.Path,
+					"request_id", RequestID(r.Context()), "stack", string(debug.Stack()))
+				aw.fail(r, http.StatusInternalServerError, "internal server error")
 			}
-			gw.close()
+		}()
+		next.ServeHTTP(aw, r.WithContext(ctx))
+		if context.Cause(ctx) == errRequestTimeout {
+			aw.fail(r, http.StatusServiceUnavailable, fmt.Sprintf("request took longer than %s", s.opts.RequestTimeout))
 		}
 	})
 }
 
 var errRequestTimeout = errors.New("request timeout")
 
-// guardedWriter passes writes through until the request is answered by the admission layer
-// (timeout or panic) or ServeHTTP returned; after that, the handler's writes fail, so a handler
-// still running on an ants worker can never touch a ResponseWriter net/http has reused.
-type guardedWriter struct {
-	mu      sync.Mutex
-	w       http.ResponseWriter
-	wrote   bool
-	dead    bool
-	headers http.Header
+// answerWriter remembers whether the handler started its answer, so the admission layer answers
+// a timeout or a panic only when the client has heard nothing yet.
+type answerWriter struct {
+	http.ResponseWriter
+	wrote bool
 }
 
-func (g *guardedWriter) Header() http.Header {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.dead {
-		if g.headers == nil {
-			g.headers = http.Header{}
-		}
-		return g.headers // a detached copy: the real one is no longer ours
-	}
-	return g.w.Header()
+func (a *answerWriter) WriteHeader(code int) {
+	a.wrote = true
+	a.ResponseWriter.WriteHeader(code)
 }
 
-func (g *guardedWriter) WriteHeader(code int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.dead {
-		return
-	}
-	g.wrote = true
-	g.w.WriteHeader(code)
+func (a *answerWriter) Write(b []byte) (int, error) {
+	a.wrote = true
+	return a.ResponseWriter.Write(b)
 }
 
-func (g *guardedWriter) Write(b []byte) (int, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.dead {
-		return 0, http.ErrHandlerTimeout
-	}
-	g.wrote = true
-	return g.w.Write(b)
-}
-
-func (g *guardedWriter) Flush() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if f, ok := g.w.(http.Flusher); ok && !g.dead {
+// Flush lets streaming handlers flush through the wrapper.
+func (a *answerWriter) Flush() {
+	if f, ok := a.ResponseWriter.(http.Flusher); ok {
+		a.wrote = true
 		f.Flush()
 	}
 }
 
-// fail answers with an error unless the handler already started its answer.
-func (g *guardedWriter) fail(r *http.Request, code int, msg string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.dead || g.wrote {
+func (a *answerWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
+
+func (a *answerWriter) fail(r *http.Request, code int, msg string) {
+	if a.wrote {
 		return
 	}
-	g.wrote = true
-	writeError(g.w, r, code, msg)
-}
-
-// close detaches the writer from the handler.
-func (g *guardedWriter) close() {
-	g.mu.Lock()
-	g.dead = true
-	g.mu.Unlock()
+	a.wrote = true
+	writeError(a.ResponseWriter, r, code, msg)
 }

@@ -36,7 +36,11 @@ func (s *Server) mainRouter() chi.Router {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	admitted := root.With(append([]func(http.Handler) http.Handler{s.limitBody, s.admission}, s.opts.Admitted...)...)
+	mws := []func(http.Handler) http.Handler{s.limitBody}
+	if s.opts.Threads != nil {
+		mws = append(mws, s.admission)
+	}
+	admitted := root.With(append(mws, s.opts.Admitted...)...)
 	if s.opts.DemoRoutes {
 		admitted.Get("/demo/hello", demoHello)
 		admitted.Get("/demo/io", demoIO)

@@ -56,7 +56,9 @@ type Options struct {
 	AdminToken string
 	// MetricsAuth requires the token on /metrics too. Default false: Prometheus scrapes freely.
 	MetricsAuth bool
-	// Threads is the pool every request of the main router runs in. Required.
+	// Threads is the pool every request of the main router runs in (the threads knob). Nil turns
+	// admission off: no slot, no backlog, no request timeout; for programs that put their own
+	// limiter in front, and for benchmark H1's baseline.
 	Threads *pool.Pool
 	// Pools are the pools the admin API shows and resizes, by name. Default {"http": Threads}.
 	Pools map[string]*pool.Pool
@@ -156,9 +158,6 @@ type Server struct {
 // New builds both routers. Add routes to Router() before Start.
 func New(opts Options) (*Server, error) {
 	opts = opts.withDefaults()
-	if opts.Threads == nil {
-		return nil, errors.New("server: Options.Threads is required")
-	}
 	if err := ValidateAdminAddr(opts.AdminAddr, opts.AdminToken); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

@@ -1,25 +1,40 @@
-// Command h1plain serves /demo/hello from a bare chi router with tandem's http.Server timeouts and
-// no admission: the baseline of benchmark H1 (bench/http.sh).
+// Command h1plain is benchmark H1's baseline (bench/http.sh): tandem's own main router, with the
+// same request ids, body limit, metrics middleware and http.Server timeouts, but without the
+// threads pool in front of it (server.Options.Threads nil).
 package main
 
 import (
+	"context"
 	"flag"
+	"io"
 	"log"
+	"log/slog"
 	"net/http"
-	"time"
+	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/go-chi/chi/v5"
+	"github.com/tandem-run/tandem/metrics"
+	"github.com/tandem-run/tandem/server"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18081", "listen address (loopback)")
 	flag.Parse()
-	r := chi.NewRouter()
-	r.Get("/demo/hello", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("hello from tandem\n"))
+	mx := metrics.New(metrics.Options{})
+	srv, err := server.New(server.Options{
+		Addr: *addr, AdminAddr: "127.0.0.1:0", DemoRoutes: true,
+		Logger:     slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Middleware: []func(http.Handler) http.Handler{mx.Middleware}, Metrics: mx.Handler(),
 	})
-	srv := &http.Server{Addr: *addr, Handler: r, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 1 << 20}
-	log.Fatal(srv.ListenAndServe())
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := srv.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	<-ctx.Done()
+	_ = srv.Shutdown(context.Background())
 }
