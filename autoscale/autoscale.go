@@ -134,7 +134,9 @@ type HTTPOptions struct {
 	Tolerance float64
 	// Window is how many ticks the lowest latency is remembered. Default 60.
 	Window int
-	// ProbeEvery is how often (in ticks) the limit is halved for one tick. Default 30.
+	// ProbeEvery is how many ticks pass before the first periodic probe (the limit halved for a
+	// tick). Default 60. A probe that leaves the limit where it was doubles the wait for the next
+	// one, up to 600 ticks: each probe costs the tail latency of a tick at half the threads.
 	ProbeEvery int
 }
 
@@ -143,15 +145,18 @@ type HTTP struct {
 	base
 	opts HTTPOptions
 
-	mu        sync.Mutex
-	sum       time.Duration // service time observed this tick
-	count     int
-	saturated bool      // running reached the size, or someone waited, during this tick
-	history   []float64 // per-tick mean service time, seconds, most recent last
-	ticks     int
-	probing   bool    // the limit was halved to probe
-	probeRTT  float64 // latency before the last halving
-	probeFrom float64 // limit before the probe began
+	mu         sync.Mutex
+	sum        time.Duration // service time observed this tick
+	count      int
+	saturated  bool      // running reached the size, or someone waited, during this tick
+	history    []float64 // per-tick mean service time, seconds, most recent last
+	ticks      int
+	nextProbe  int     // tick of the next periodic probe
+	probeGap   int     // ticks between periodic probes, doubled by probes that change nothing
+	probing    bool    // the limit was halved to probe
+	probeRTT   float64 // latency before the last halving
+	probeFrom  float64 // the lowest level that beat its double during this probe
+	probeStart float64 // limit when the probe began
 }
 
 // NewHTTP returns an HTTP controller; Start runs it.
@@ -166,11 +171,11 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	opts.Interval = cmp.Or(opts.Interval, time.Second)
 	opts.Tolerance = cmp.Or(opts.Tolerance, 1.2)
 	opts.Window = cmp.Or(opts.Window, 60)
-	opts.ProbeEvery = cmp.Or(opts.ProbeEvery, 30)
+	opts.ProbeEvery = cmp.Or(opts.ProbeEvery, 60)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &HTTP{opts: opts, base: base{name: opts.Name, bounds: opts.Bounds, interval: opts.Interval, pool: opts.Pool,
+	h := &HTTP{nextProbe: opts.ProbeEvery, probeGap: opts.ProbeEvery, opts: opts, base: base{name: opts.Name, bounds: opts.Bounds, interval: opts.Interval, pool: opts.Pool,
 		resize: opts.Resize, log: opts.Logger, onChange: opts.OnChange}}
 	return h, nil
 }
@@ -240,7 +245,12 @@ func (h *HTTP) Tick(time.Time) {
 		if rtt >= 0.75*h.probeRTT {
 			next, reason = h.probeFrom, fmt.Sprintf("probe: half the threads did not cut latency (%.1fms), restoring", rtt*1000)
 		}
-	case (h.ticks == 2 || h.ticks%h.opts.ProbeEvery == 0) && limit > float64(h.bounds.Min):
+		if next == h.probeStart {
+			h.probeGap = min(2*h.probeGap, 600) // nothing learned: probe less often
+		}
+		h.nextProbe = h.ticks + h.probeGap
+	case (h.ticks == 2 || h.ticks >= h.nextProbe) && limit > float64(h.bounds.Min):
+		h.probeStart = limit
 		h.probing, h.probeRTT, h.probeFrom = true, rtt, limit
 		next, reason = limit/2, "probe: half the threads for a tick to re-learn the lowest latency"
 	case gradient < 1:
