@@ -25,6 +25,7 @@ func (w *nopWriter) WriteHeader(int)             {}
 //	none       the chi router alone
 //	tandem     tandem's whole main-listener stack: request id, body limit, admission (pool slot,
 //	           handler inline, timeout context)
+//	unadmitted the same stack without the threads pool (Options.Threads nil): H1's baseline
 //	ants       the pool's gate with the handler handed to an ants worker (pool.Do): the design
 //	           first tried, 25% slower on H1 over loopback
 //	gate       the pool's gate alone, handler inline
@@ -40,6 +41,10 @@ func BenchmarkAdmission(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	unadmitted, err := New(Options{DemoRoutes: true, Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
 	plain := chi.NewRouter()
 	plain.Get("/demo/hello", demoHello)
 	sem := make(chan struct{}, 64)
@@ -49,6 +54,7 @@ func BenchmarkAdmission(b *testing.B) {
 	}{
 		{"none", plain},
 		{"tandem", srv.Handler()},
+		{"unadmitted", unadmitted.Handler()},
 		{"ants", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := p.Do(r.Context(), func() { plain.ServeHTTP(w, r) }); err != nil {
 				w.WriteHeader(503)

@@ -46,11 +46,9 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 			id = idPrefix + "-" + strconv.FormatUint(idSeq.Add(1), 36)
 		}
 		w.Header().Set("X-Request-Id", id)
-		// Seed chi's route context here, outside the router, so the access log and metrics
-		// wrapped around the router can read the matched route pattern after it ran.
-		ctx := context.WithValue(r.Context(), requestIDKey, id)
-		ctx = context.WithValue(ctx, chi.RouteCtxKey, chi.NewRouteContext())
-		next.ServeHTTP(w, r.WithContext(ctx))
+		rc := &requestCtx{deadlineCtx: deadlineCtx{Context: r.Context()}, id: id, route: chi.NewRouteContext()}
+		defer rc.release()
+		next.ServeHTTP(w, r.WithContext(rc))
 	})
 }
 
@@ -145,9 +143,9 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 // admitted the handler runs right here, on the connection's goroutine: handing it to an ants
 // worker cost two cross-thread wake-ups per request, 25% of /demo/hello's throughput on 2 cores
 // (bench/http.sh, BenchmarkAdmission), while the gate alone costs nothing measurable. Its context
-// ends after RequestTimeout; a handler that has not answered by the time it returns gets a 503,
-// so handlers must honour their context (net/http's own timeout handler needs a goroutine per
-// request to do better). A panic answers 500 and is logged with its stack.
+// ends after RequestTimeout (a deadlineCtx: no timer unless the handler waits on it); a handler
+// that has not answered by the time it returns gets a 503, so handlers must honour their context
+// (net/http's own timeout handler needs a goroutine per request to do better). A panic answers 500 and is logged with its stack.
 func (s *Server) admission(next http.Handler) http.Handler {
 	retryAfter := strconv.Itoa(max(1, int(math.Ceil(s.opts.QueueTimeout.Seconds()))))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -165,8 +163,18 @@ func (s *Server) admission(next http.Handler) http.Handler {
 			return
 		}
 		defer release()
-		ctx, cancel := context.WithTimeoutCause(r.Context(), s.opts.RequestTimeout, errRequestTimeout)
-		defer cancel()
+		// Arm the deadline of the context requestID made; only a caller that put its own
+		// context in between (or waited on it before admission) needs a new one.
+		deadline := time.Now().Add(s.opts.RequestTimeout)
+		var ctx *deadlineCtx
+		if rc, ok := r.Context().(*requestCtx); ok && rc.arm(deadline, errRequestTimeout) {
+			ctx = &rc.deadlineCtx
+		} else {
+			ctx = &deadlineCtx{Context: r.Context()}
+			ctx.arm(deadline, errRequestTimeout)
+			defer ctx.release()
+			r = r.WithContext(ctx)
+		}
 		aw := &answerWriter{ResponseWriter: w}
 		defer func() {
 			if v := recover(); v != nil {
@@ -178,8 +186,8 @@ func (s *Server) admission(next http.Handler) http.Handler {
 				aw.fail(r, http.StatusInternalServerError, "internal server error")
 			}
 		}()
-		next.ServeHTTP(aw, r.WithContext(ctx))
-		if context.Cause(ctx) == errRequestTimeout {
+		next.ServeHTTP(aw, r)
+		if ctx.expired() {
 			aw.fail(r, http.StatusServiceUnavailable, fmt.Sprintf("request took longer than %s", s.opts.RequestTimeout))
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -264,12 +265,26 @@ func TestTimeoutPanicAndRequestIDs(t *testing.T) {
 	b := setup(t, func(o *Options) { o.RequestTimeout = 100 * time.Millisecond }, func(r chi.Router) {
 		r.Get("/stuck", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done(); time.Sleep(50 * time.Millisecond) })
 		r.Get("/panic", func(w http.ResponseWriter, r *http.Request) { panic("boom") })
+		// A handler that polls Err and never waits on Done must still see its deadline.
+		r.Get("/poll", func(w http.ResponseWriter, r *http.Request) {
+			for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+				if err := r.Context().Err(); err != nil {
+					if !errors.Is(err, context.DeadlineExceeded) || context.Cause(r.Context()) != errRequestTimeout {
+						t.Errorf("polling handler saw %v (cause %v)", err, context.Cause(r.Context()))
+					}
+					return
+				}
+			}
+			t.Error("polling handler never saw its deadline")
+		})
 	})
-	code, _, body := b.do(t, "GET", b.base+"/stuck", "", nil)
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "longer than 100ms") {
-		t.Errorf("timeout: %d %s", code, body)
+	for _, path := range []string{"/stuck", "/poll"} {
+		code, _, body := b.do(t, "GET", b.base+path, "", nil)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "longer than 100ms") {
+			t.Errorf("timeout %s: %d %s", path, code, body)
+		}
 	}
-	code, _, body = b.do(t, "GET", b.base+"/panic", "", nil)
+	code, _, body := b.do(t, "GET", b.base+"/panic", "", nil)
 	if code != http.StatusInternalServerError || !strings.Contains(body, `"error"`) {
 		t.Errorf("panic: %d %s", code, body)
 	}
