@@ -33,7 +33,7 @@ func (p *fakePool) Tune(n int) (int, error) {
 // I/O), and the pool is saturated: the limit climbs to max.
 func TestHTTPGrowsForIOBound(t *testing.T) {
 	p := &fakePool{size: 4}
-	h, err := NewHTTP(HTTPOptions{Bounds: Bounds{2, 64}, Pool: p, Resize: p.Tune, Logger: quiet})
+	h, err := NewHTTP(HTTPOptions{Bounds: Bounds{2, 64}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: noWait})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestHTTPGrowsForIOBound(t *testing.T) {
 // the cores); the limit comes down near the core count and stays within bounds.
 func TestHTTPSettlesForCPUBound(t *testing.T) {
 	p := &fakePool{size: 32}
-	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 64}, Pool: p, Resize: p.Tune, Logger: quiet})
+	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 64}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: noWait})
 	const cores = 2
 	now := time.Now()
 	var sizes []int
@@ -74,6 +74,72 @@ func TestHTTPSettlesForCPUBound(t *testing.T) {
 		if s < 1 || s > 3*cores {
 			t.Fatalf("CPU-bound: sizes %v, want settled near %d cores", sizes, cores)
 		}
+	}
+}
+
+// noWait is a CPUWait for tests where the cores are never full, so latency alone steers.
+func noWait() float64 { return 0 }
+
+// TestHTTPCPUBoundStopsTryingToGrow: once growth past the cores has failed, the controller waits
+// longer and longer before trying again, so few ticks run with threads sharing cores (each such
+// tick sets the p99 of its neighbourhood). CPUWait says nothing here: latency alone must do it.
+func TestHTTPCPUBoundStopsTryingToGrow(t *testing.T) {
+	p := &fakePool{size: 16}
+	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 128}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: noWait})
+	const cores = 2
+	now := time.Now()
+	over := 0
+	for i := range 200 {
+		p.running = p.size
+		lat := 6 * time.Millisecond * time.Duration(max(cores, p.size)) / cores
+		for range 20 {
+			h.Observe(lat)
+		}
+		h.Tick(now.Add(time.Duration(i) * time.Second))
+		if i >= 40 && p.size > cores {
+			over++
+		}
+	}
+	if over > 4 {
+		t.Fatalf("CPU-bound: %d of the last 160 ticks ran with more than %d threads, want at most 4", over, cores)
+	}
+	if p.size != cores {
+		t.Fatalf("CPU-bound: ended at %d threads, want %d", p.size, cores)
+	}
+}
+
+// TestHTTPHoldsWhenCoresAreFull: a saturated pool whose latency stays flat would grow, but not
+// while goroutines wait for a CPU: the cores are full and more threads would only share them. One
+// quiet tick in between (chance, seen on /demo/cpu) does not let it grow; two in a row do.
+func TestHTTPHoldsWhenCoresAreFull(t *testing.T) {
+	p := &fakePool{size: 2}
+	tick, full := 0, true
+	wait := func() float64 {
+		if full && tick%7 != 3 {
+			return 0.003
+		}
+		return 0.0001
+	}
+	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{2, 128}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: wait})
+	now := time.Now()
+	run := func(ticks int) {
+		for range ticks {
+			p.running = p.size
+			for range 20 {
+				h.Observe(2500 * time.Microsecond) // flat: latency gives no reason to stop growing
+			}
+			h.Tick(now.Add(time.Duration(tick) * time.Second))
+			tick++
+		}
+	}
+	run(100)
+	if p.size != 2 {
+		t.Fatalf("grew to %d while the cores were full", p.size)
+	}
+	full = false
+	run(10)
+	if p.size <= 2 {
+		t.Fatalf("still %d threads with free cores and flat latency", p.size)
 	}
 }
 
