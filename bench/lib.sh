@@ -17,7 +17,8 @@ free_port() {
 }
 
 # start_tandem NAME [VAR=value...] [flags...]: starts tandem serve in the background with a fresh
-# store, sets HTTP_URL, ADMIN_URL, TANDEM_PID; waits until /readyz answers. start_tandem_keep
+# store, sets HTTP_URL, ADMIN_URL, TANDEM_PID; waits until /readyz answers and sets
+# TANDEM_READY_SECS to the time from starting the process to that answer. start_tandem_keep
 # keeps the store of an earlier run.
 start_tandem() { rm -rf "$OUT/$1.db"; start_tandem_keep "$@"; }
 start_tandem_keep() {
@@ -25,6 +26,7 @@ start_tandem_keep() {
   local hp ap envs=() flags=()
   for a in "$@"; do case "$a" in *=*) [[ "$a" == --* ]] && flags+=("$a") || envs+=("$a") ;; *) flags+=("$a") ;; esac; done
   hp=$(free_port); ap=$(free_port)
+  TANDEM_T0=$(date +%s.%N) # process start, for start-up figures (after the port picking)
   env TANDEM_SERVER_ADDR=127.0.0.1:$hp TANDEM_ADMIN_ADDR=127.0.0.1:$ap \
       TANDEM_STORE_PATH="$OUT/$name.db" TANDEM_LOG_LEVEL=warn TANDEM_SERVER_DEMO_ROUTES=true "${envs[@]}" \
       "$TANDEM" serve "${flags[@]}" >"$OUT/$name.log" 2>&1 &
@@ -32,7 +34,10 @@ start_tandem_keep() {
   HTTP_URL=http://127.0.0.1:$hp
   ADMIN_URL=http://127.0.0.1:$ap
   for _ in $(seq 1 2000); do
-    curl -fsS "$HTTP_URL/readyz" >/dev/null 2>&1 && return 0
+    if curl -fsS "$HTTP_URL/readyz" >/dev/null 2>&1; then
+      TANDEM_READY_SECS=$(python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.3f}')" "$TANDEM_T0" "$(date +%s.%N)")
+      return 0
+    fi
     sleep 0.005
   done
   echo "tandem $name did not start; log:" >&2; cat "$OUT/$name.log" >&2; return 1
