@@ -41,6 +41,27 @@ done
 kill "$plain_pid"; wait "$plain_pid" 2>/dev/null || true
 h1_median=$(printf '%s\n' "${ratios[@]}" | sort -n | sed -n 3p)
 
+# Metrics cost on H1 (issue 5): the same router with and without the metrics middleware, three
+# alternating pairs, median ratio.
+mport=$(free_port)
+"$OUT/h1plain" -addr 127.0.0.1:$mport -metrics=false & nometrics_pid=$!
+"$OUT/h1plain" -addr 127.0.0.1:$port & plain_pid=$!
+sleep 0.5
+mratios=()
+for i in 1 2 3; do
+  if (( i % 2 )); then
+    on=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/demo/hello")
+    off=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$mport/demo/hello")
+  else
+    off=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$mport/demo/hello")
+    on=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/demo/hello")
+  fi
+  mratios+=("$(ratio "$on" "$off")")
+  echo "metrics pair $i: with metrics ${on} req/s, without ${off} req/s"
+done
+kill "$plain_pid" "$nometrics_pid"; wait "$plain_pid" "$nometrics_pid" 2>/dev/null || true
+m_median=$(printf '%s\n' "${mratios[@]}" | sort -n | sed -n 2p)
+
 # H2
 start_tandem h2 TANDEM_LOG_LEVEL=warn TANDEM_SERVER_THREADS=64
 io_rps=$(wrk_rps -t2 -c64 -d"$DURATION" "$HTTP_URL/demo/io?ms=50")
@@ -48,4 +69,5 @@ stop_tandem
 
 echo "H1 /demo/hello 64 conns: median ratio with / without the threads pool (same router) ${h1_median} of (${ratios[*]}) (target >= 0.95)"
 echo "H2 /demo/io?ms=50 threads=64: ${io_rps} req/s, $(ratio "$io_rps" 1280) of the ideal 1280 (target >= 0.90)"
+echo "metrics cost on /demo/hello: median ratio with / without the metrics middleware ${m_median} of (${mratios[*]}) (target >= 0.97)"
 echo "idle RSS: $((rss_kb / 1024)) MiB (${rss_kb} kB; target < 25 MB)"
