@@ -148,8 +148,9 @@ func (c *deadlineCtx) release() {
 // costs no second context and no second copy of the *http.Request.
 type requestCtx struct {
 	deadlineCtx
-	id    string
-	route *chi.Context
+	id     string
+	route  *chi.Context
+	answer answerWriter // admission's writer, allocated with the rest of the request's state
 }
 
 // Value answers the request id and route context, then defers to the deadline context.

@@ -167,15 +167,16 @@ func (s *Server) admission(next http.Handler) http.Handler {
 		// context in between (or waited on it before admission) needs a new one.
 		deadline := time.Now().Add(s.opts.RequestTimeout)
 		var ctx *deadlineCtx
+		var aw *answerWriter
 		if rc, ok := r.Context().(*requestCtx); ok && rc.arm(deadline, errRequestTimeout) {
-			ctx = &rc.deadlineCtx
+			ctx, aw = &rc.deadlineCtx, &rc.answer
 		} else {
-			ctx = &deadlineCtx{Context: r.Context()}
+			ctx, aw = &deadlineCtx{Context: r.Context()}, &answerWriter{}
 			ctx.arm(deadline, errRequestTimeout)
 			defer ctx.release()
 			r = r.WithContext(ctx)
 		}
-		aw := &answerWriter{ResponseWriter: w}
+		aw.ResponseWriter = w
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -187,7 +188,7 @@ func (s *Server) admission(next http.Handler) http.Handler {
 			}
 		}()
 		next.ServeHTTP(aw, r)
-		if ctx.expired() {
+		if !aw.wrote && ctx.expired() { // a handler that answered needs no clock read
 			aw.fail(r, http.StatusServiceUnavailable, fmt.Sprintf("request took longer than %s", s.opts.RequestTimeout))
 		}
 	})
