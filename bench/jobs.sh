@@ -20,11 +20,8 @@ wait_succeeded() {
 now() { python3 -c 'import time; print(time.time())'; }
 
 j1() { # j1 LABEL: runs J1 on the tandem already started; prints a line
-  local base; base=$(succeeded)
-  T0=$(now)
-  local out; out=$("$LOAD" -url "$HTTP_URL/v1/jobs" -n 20000 -c 64 -body '{"kind":"noop"}')
-  local secs; secs=$(wait_succeeded $((base + 20000)))
-  echo "J1 $1 HTTP: enqueue $(echo "$out" | jq_field rate | cut -d. -f1)/s, end to end $(python3 -c "print(int(20000/$secs))")/s (targets 25000 and 15000)"
+  local out; out=$("$LOAD" -url "$HTTP_URL/v1/jobs" -n 20000 -c 64 -body '{"kind":"noop"}' -drain 20000)
+  echo "J1 $1 HTTP: enqueue $(echo "$out" | jq_field rate | cut -d. -f1)/s, end to end $(python3 -c "print(int(20000/$(echo "$out" | jq_field drained_seconds)))")/s (targets 25000 and 15000)"
 }
 
 start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000
@@ -35,10 +32,8 @@ stop_tandem
 start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
 j1 "threads 64, prefetch 64"
 batch=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*100}))")
-T0=$(now)
-out=$("$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 1000 -c 16 -body "$batch")
-secs=$(wait_succeeded 120000)
-echo "J1 batch (100/request): enqueue $(python3 -c "print(int(100*$(echo "$out" | jq_field rate)))")/s (target 100000), 100000 drained end to end in ${secs}s"
+out=$("$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 1000 -c 16 -body "$batch" -drain 100000)
+echo "J1 batch (100/request): enqueue $(python3 -c "print(int(100*$(echo "$out" | jq_field rate)))")/s (target 100000), 100000 drained end to end in $(echo "$out" | jq_field drained_seconds)s"
 stop_tandem
 
 echo "J1 in-process (Go API):"
@@ -46,9 +41,7 @@ echo "J1 in-process (Go API):"
 
 start_tandem j2 TANDEM_JOBS_CONCURRENCY=16 TANDEM_LOG_LEVEL=warn
 batch=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'sleep','payload':{'ms':50}}]*100}))")
-T0=$(now)
-"$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 20 -c 4 -body "$batch" >/dev/null
-secs=$(wait_succeeded 2000)
+secs=$("$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 20 -c 4 -body "$batch" -drain 2000 | jq_field drained_seconds)
 echo "J2 2000 x sleep 50ms, concurrency 16: ${secs}s, ideal 6.25s, ratio $(ratio 6.25 "$secs") (target >= 0.90)"
 stop_tandem
 
