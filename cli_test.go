@@ -12,7 +12,7 @@ import (
 func TestJobsCLI(t *testing.T) {
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
 	cli := func(args ...string) result {
-		return runTandem(t, t.TempDir(), []string{"TANDEM_SERVER_URL=" + p.httpURL, "TANDEM_ADMIN_URL=" + p.adminURL}, args...)
+		return runTandem(t, t.TempDir(), []string{"TANDEM_SERVER_URL=" + p.HTTPURL, "TANDEM_ADMIN_URL=" + p.AdminURL}, args...)
 	}
 	r := cli("enqueue", "sleep", "--payload", `{"ms":60000}`, "--delay", "1h", "--unique", "nightly")
 	var j struct{ ID, State string }

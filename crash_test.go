@@ -108,17 +108,17 @@ func TestCrashKill9WhileDraining(t *testing.T) {
 	p := startTandem(t, env...)
 	const n = 5000
 	// 4 ms sleep jobs on 4 workers: about 5 s of draining, long enough for three kills.
-	ids := enqueueMany(context.Background(), t, p.httpURL, n, 32, map[string]any{"kind": "sleep", "payload": map[string]any{"ms": 4}}, nil)
+	ids := enqueueMany(context.Background(), t, p.HTTPURL, n, 32, map[string]any{"kind": "sleep", "payload": map[string]any{"ms": 4}}, nil)
 	if len(ids) != n {
 		t.Fatalf("%d of %d enqueues answered 201", len(ids), n)
 	}
 	for i := range 3 {
 		time.Sleep(time.Duration(200+rand.IntN(800)) * time.Millisecond)
-		p.kill9()
+		p.Kill9()
 		t.Logf("kill %d done", i+1)
 		p = startTandem(t, env...)
 	}
-	final := waitAllState(t, p.httpURL, ids, "succeeded", 2*time.Minute)
+	final := waitAllState(t, p.HTTPURL, ids, "succeeded", 2*time.Minute)
 	dups := 0
 	for _, j := range final {
 		if j.Attempt > 1 {
@@ -144,16 +144,16 @@ func TestAcknowledgedEnqueueSurvivesKill9(t *testing.T) {
 	stop := make(chan struct{})
 	go func() {
 		time.Sleep(time.Duration(300+rand.IntN(400)) * time.Millisecond)
-		p.signal(syscall.SIGKILL)
+		p.Signal(syscall.SIGKILL)
 	}()
-	ids := enqueueMany(context.Background(), t, p.httpURL, 1_000_000, 64, map[string]any{"kind": "noop"}, stop)
+	ids := enqueueMany(context.Background(), t, p.HTTPURL, 1_000_000, 64, map[string]any{"kind": "noop"}, stop)
 	close(stop)
-	p.wait(10 * time.Second)
+	p.Wait(10 * time.Second)
 	if len(ids) == 0 {
 		t.Fatal("no enqueue was acknowledged before the kill")
 	}
 	p = startTandem(t, env...)
-	waitAllState(t, p.httpURL, ids, "succeeded", 2*time.Minute)
+	waitAllState(t, p.HTTPURL, ids, "succeeded", 2*time.Minute)
 	t.Logf("%d acknowledged before SIGKILL, all present and succeeded after restart", len(ids))
 }
 

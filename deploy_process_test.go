@@ -40,10 +40,10 @@ func TestSystemdNotifyFromBinary(t *testing.T) {
 	}
 	for read() != "WATCHDOG=1" {
 	}
-	p.signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	for !strings.HasPrefix(read(), "STOPPING=1") {
 	}
-	if code := p.wait(30 * time.Second); code != 0 {
+	if code := p.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	t.Logf("notifications: %q", got)
@@ -88,8 +88,8 @@ func TestBinaryInCgroupV1(t *testing.T) {
 		cmd.Args = []string{"/bin/sh", "-c", `echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && exec "$3" serve`, "sh", cpu, mem, tandemBin}
 		cmd.Path = "/bin/sh"
 	}, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_JOBS_CONCURRENCY=auto")
-	p.waitStarted()
-	s := p.started
+	p.WaitStarted()
+	s := p.Started
 	if s["gomaxprocs"] != float64(1) || s["gomaxprocs_source"] != "cgroup" || s["cpu_quota"] != float64(1) {
 		t.Fatalf("start line: gomaxprocs %v (%v), cpu_quota %v", s["gomaxprocs"], s["gomaxprocs_source"], s["cpu_quota"])
 	}
@@ -100,12 +100,12 @@ func TestBinaryInCgroupV1(t *testing.T) {
 		t.Errorf("memory_limit %v gomemlimit %v", s["memory_limit"], s["gomemlimit"])
 	}
 	var rt map[string]any
-	if _, err := call(context.Background(), http.DefaultClient, "GET", p.adminURL+"/admin/runtime", "", nil, &rt); err != nil {
+	if _, err := call(context.Background(), http.DefaultClient, "GET", p.AdminURL+"/admin/runtime", "", nil, &rt); err != nil {
 		t.Fatal(err)
 	}
 	if rt["gomaxprocs"] != float64(1) || rt["gomemlimit"] != float64(483183820) {
 		t.Errorf("/admin/runtime: %v", rt)
 	}
-	p.signal(syscall.SIGTERM)
-	p.wait(30 * time.Second)
+	p.Signal(syscall.SIGTERM)
+	p.Wait(30 * time.Second)
 }

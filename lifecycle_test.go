@@ -23,7 +23,7 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, err := call(context.Background(), hc, http.MethodGet, p.httpURL+"/demo/io?ms=1500", "", nil, nil)
+			code, err := call(context.Background(), hc, http.MethodGet, p.HTTPURL+"/demo/io?ms=1500", "", nil, nil)
 			if err != nil {
 				t.Errorf("in-flight request failed: %v", err)
 			}
@@ -34,7 +34,7 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var pools map[string]struct{ Running int }
-		if _, err := call(context.Background(), hc, http.MethodGet, p.adminURL+"/admin/pools", "", nil, &pools); err == nil && pools["http"].Running == 4 {
+		if _, err := call(context.Background(), hc, http.MethodGet, p.AdminURL+"/admin/pools", "", nil, &pools); err == nil && pools["http"].Running == 4 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -42,11 +42,11 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	p.signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	// Readiness flips at once (the listener may already refuse connections: both mean "not ready").
 	deadline = time.Now().Add(2 * time.Second)
 	for {
-		code, err := call(context.Background(), &http.Client{Timeout: time.Second}, http.MethodGet, p.httpURL+"/readyz", "", nil, nil)
+		code, err := call(context.Background(), &http.Client{Timeout: time.Second}, http.MethodGet, p.HTTPURL+"/readyz", "", nil, nil)
 		if err != nil || code == http.StatusServiceUnavailable {
 			break
 		}
@@ -62,10 +62,10 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 			t.Errorf("in-flight request answered %d, want 200", c)
 		}
 	}
-	if code := p.wait(30 * time.Second); code != 0 {
+	if code := p.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit status %d, want 0", code)
 	}
-	if _, err := call(context.Background(), &http.Client{Timeout: time.Second}, http.MethodGet, p.httpURL+"/healthz", "", nil, nil); err == nil {
+	if _, err := call(context.Background(), &http.Client{Timeout: time.Second}, http.MethodGet, p.HTTPURL+"/healthz", "", nil, nil); err == nil {
 		t.Fatal("a new connection was accepted after shutdown")
 	}
 	if !strings.Contains(p.Logs(), `"msg":"tandem stopped"`) {
@@ -80,10 +80,10 @@ func TestSIGHUPReload(t *testing.T) {
 	cfgPath := filepath.Join(dir, "config.yaml")
 	writeFile(t, cfgPath, "server:\n  threads: 3\n  backlog: 20\njobs:\n  concurrency: 2\n")
 	p := startTandemNoWait(t, func(c *exec.Cmd) { c.Dir = dir }, "TANDEM_STORE_PATH="+filepath.Join(dir, "db"))
-	p.waitStarted()
+	p.WaitStarted()
 	poolsNow := func() map[string]struct{ Size, Backlog int } {
 		var out map[string]struct{ Size, Backlog int }
-		if _, err := call(context.Background(), http.DefaultClient, "GET", p.adminURL+"/admin/pools", "", nil, &out); err != nil {
+		if _, err := call(context.Background(), http.DefaultClient, "GET", p.AdminURL+"/admin/pools", "", nil, &out); err != nil {
 			t.Fatal(err)
 		}
 		return out
@@ -92,7 +92,7 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Fatalf("start: %+v", ps)
 	}
 	writeFile(t, cfgPath, "server:\n  threads: 7\n  backlog: 40\n  read_timeout: 9s\njobs:\n  concurrency: 4\nlog:\n  level: debug\n")
-	p.signal(syscall.SIGHUP)
+	p.Signal(syscall.SIGHUP)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ps := poolsNow()
@@ -118,13 +118,13 @@ func TestSIGHUPReload(t *testing.T) {
 	waitLog(`"keys":"server.read_timeout"`)
 	// A broken file: rejected, nothing changes, the process keeps serving.
 	writeFile(t, cfgPath, "server:\n  threads: -1\n")
-	p.signal(syscall.SIGHUP)
+	p.Signal(syscall.SIGHUP)
 	waitLog(`"msg":"reload: configuration rejected; nothing changed"`)
 	if ps := poolsNow(); ps["http"].Size != 7 {
 		t.Fatalf("a rejected reload changed the pool: %+v", ps)
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(30 * time.Second); code != 0 {
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }

@@ -54,7 +54,7 @@ func value(text, family string, labels ...string) float64 {
 func TestMetricsEndpoint(t *testing.T) {
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_SERVER_DEMO_ROUTES=true",
 		"TANDEM_ADMIN_TOKEN=tok", "TANDEM_SERVER_THREADS=1", "TANDEM_SERVER_BACKLOG=0")
-	before := scrape(t, p.adminURL, "") // public by default
+	before := scrape(t, p.AdminURL, "") // public by default
 	for _, fam := range []string{"tandem_pool_size", "tandem_pool_running", "tandem_pool_waiting", "tandem_pool_rejected_total",
 		"tandem_queue_ready_jobs", "tandem_queue_jobs", "tandem_queue_oldest_ready_age_seconds", "go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(before, "\n"+fam) && !strings.HasPrefix(before, fam) {
@@ -63,16 +63,16 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for range 20 {
-		if _, err := call(context.Background(), hc, "POST", p.httpURL+"/v1/jobs", "", map[string]any{"kind": "noop"}, nil); err != nil {
+		if _, err := call(context.Background(), hc, "POST", p.HTTPURL+"/v1/jobs", "", map[string]any{"kind": "noop"}, nil); err != nil {
 			t.Fatal(err)
 		}
-		_, _ = call(context.Background(), hc, "GET", p.httpURL+"/demo/hello", "", nil, nil)
+		_, _ = call(context.Background(), hc, "GET", p.HTTPURL+"/demo/hello", "", nil, nil)
 	}
 	// Shed some: one thread, no backlog, slow requests in parallel.
 	done := make(chan struct{})
 	for range 8 {
 		go func() {
-			_, _ = call(context.Background(), hc, "GET", p.httpURL+"/demo/io?ms=300", "", nil, nil)
+			_, _ = call(context.Background(), hc, "GET", p.HTTPURL+"/demo/io?ms=300", "", nil, nil)
 			done <- struct{}{}
 		}()
 	}
@@ -82,7 +82,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	var after string
 	for {
-		after = scrape(t, p.adminURL, "")
+		after = scrape(t, p.AdminURL, "")
 		if value(after, "tandem_jobs_finished_total", `state="succeeded"`) >= 20 || time.Now().After(deadline) {
 			break
 		}
@@ -126,7 +126,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	// With metrics_auth the token is required.
 	p2 := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_ADMIN_TOKEN=tok", "TANDEM_ADMIN_METRICS_AUTH=true")
-	resp, err := http.Get(p2.adminURL + "/metrics")
+	resp, err := http.Get(p2.AdminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,5 +134,5 @@ func TestMetricsEndpoint(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Errorf("metrics_auth: /metrics without token answered %d", resp.StatusCode)
 	}
-	scrape(t, p2.adminURL, "tok")
+	scrape(t, p2.AdminURL, "tok")
 }

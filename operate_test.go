@@ -20,7 +20,7 @@ type poolJSON struct {
 func pools(t *testing.T, p *proc, token string) map[string]poolJSON {
 	t.Helper()
 	var out map[string]poolJSON
-	if _, err := call(context.Background(), http.DefaultClient, "GET", p.adminURL+"/admin/pools", token, nil, &out); err != nil {
+	if _, err := call(context.Background(), http.DefaultClient, "GET", p.AdminURL+"/admin/pools", token, nil, &out); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -36,7 +36,7 @@ func TestOperateUnderLoad(t *testing.T) {
 		"TANDEM_ADMIN_TOKEN="+token, "TANDEM_SERVER_AUTOSCALE_MIN=2", "TANDEM_SERVER_AUTOSCALE_MAX=48", "TANDEM_SERVER_THREADS=2",
 		"TANDEM_JOBS_CONCURRENCY=2", "TANDEM_SERVER_QUEUE_TIMEOUT=5s")
 	cli := func(args ...string) result {
-		return runTandem(t, t.TempDir(), []string{"TANDEM_ADMIN_TOKEN=" + token, "TANDEM_ADMIN_URL=" + p.adminURL, "TANDEM_SERVER_URL=" + p.httpURL}, args...)
+		return runTandem(t, t.TempDir(), []string{"TANDEM_ADMIN_TOKEN=" + token, "TANDEM_ADMIN_URL=" + p.AdminURL, "TANDEM_SERVER_URL=" + p.HTTPURL}, args...)
 	}
 	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	stop := make(chan struct{})
@@ -56,7 +56,7 @@ func TestOperateUnderLoad(t *testing.T) {
 				}
 				if i%8 == 0 { // some clients enqueue jobs
 					var j jobJSON
-					code, err := call(context.Background(), hc, "POST", p.httpURL+"/v1/jobs", "", map[string]any{"kind": "sleep", "payload": map[string]any{"ms": 5}}, &j)
+					code, err := call(context.Background(), hc, "POST", p.HTTPURL+"/v1/jobs", "", map[string]any{"kind": "sleep", "payload": map[string]any{"ms": 5}}, &j)
 					switch {
 					case err != nil:
 						bad.Add(1)
@@ -69,7 +69,7 @@ func TestOperateUnderLoad(t *testing.T) {
 					}
 					continue
 				}
-				code, err := call(context.Background(), hc, "GET", p.httpURL+"/demo/io?ms=50", "", nil, nil)
+				code, err := call(context.Background(), hc, "GET", p.HTTPURL+"/demo/io?ms=50", "", nil, nil)
 				switch {
 				case err != nil:
 					bad.Add(1)
@@ -117,7 +117,7 @@ func TestOperateUnderLoad(t *testing.T) {
 	if bad.Load() != 0 || okN.Load() == 0 || len(ids) == 0 {
 		t.Fatalf("%d requests failed other than by shedding (%d ok, %d jobs)", bad.Load(), okN.Load(), len(ids))
 	}
-	waitAllState(t, p.httpURL, ids, "succeeded", 60*time.Second)
+	waitAllState(t, p.HTTPURL, ids, "succeeded", 60*time.Second)
 	if r := cli("pools"); r.code != 0 || !strings.Contains(r.stdout, `"jobs"`) {
 		t.Fatalf("tandem pools: %+v", r)
 	}

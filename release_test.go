@@ -53,11 +53,11 @@ func TestReleaseBuildIsStatic(t *testing.T) {
 // TestHealthcheckCommand: exit 0 against a ready tandem, non-zero when nothing answers.
 func TestHealthcheckCommand(t *testing.T) {
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
-	if r := runTandem(t, t.TempDir(), nil, "healthcheck", "--url", p.httpURL+"/readyz"); r.code != 0 {
+	if r := runTandem(t, t.TempDir(), nil, "healthcheck", "--url", p.HTTPURL+"/readyz"); r.code != 0 {
 		t.Fatalf("healthy: %+v", r)
 	}
-	p.kill9()
-	if r := runTandem(t, t.TempDir(), nil, "healthcheck", "--url", p.httpURL+"/readyz", "--timeout", "1s"); r.code != 1 {
+	p.Kill9()
+	if r := runTandem(t, t.TempDir(), nil, "healthcheck", "--url", p.HTTPURL+"/readyz", "--timeout", "1s"); r.code != 1 {
 		t.Fatalf("down: %+v", r)
 	}
 }

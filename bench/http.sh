@@ -16,6 +16,18 @@ sleep 2
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$TANDEM_PID/status)
 stop_tandem
 
+# pair I URL_A URL_B: req/s of A and B, 64 connections each, A first when I is odd: whichever runs
+# second tends to gain from the warm-up, so pairs alternate.
+pair() {
+  local a b
+  if (( $1 % 2 )); then
+    a=$(wrk_rps -t2 -c64 -d"$DURATION" "$2"); b=$(wrk_rps -t2 -c64 -d"$DURATION" "$3")
+  else
+    b=$(wrk_rps -t2 -c64 -d"$DURATION" "$3"); a=$(wrk_rps -t2 -c64 -d"$DURATION" "$2")
+  fi
+  echo "$a $b"
+}
+
 # H1: tandem vs the same router without the threads pool (bench/h1plain), access logs off in both.
 # Five pairs, the order alternating within them, median ratio: single runs on a shared 2-core
 # machine swing by +-10%, and whichever runs second in a pair tends to gain from the warm-up.
@@ -27,13 +39,7 @@ ratios=()
 for i in 1 2 3 4 5; do
   start_tandem h1 TANDEM_LOG_LEVEL=warn TANDEM_SERVER_THREADS=64
   wrk -t2 -c64 -d2s "$HTTP_URL/demo/hello" >/dev/null   # warm-up
-  if (( i % 2 )); then
-    pool_rps=$(wrk_rps -t2 -c64 -d"$DURATION" "$HTTP_URL/demo/hello")
-    plain_rps=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/demo/hello")
-  else
-    plain_rps=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/demo/hello")
-    pool_rps=$(wrk_rps -t2 -c64 -d"$DURATION" "$HTTP_URL/demo/hello")
-  fi
+  read -r pool_rps plain_rps < <(pair "$i" "$HTTP_URL/demo/hello" "http://127.0.0.1:$port/demo/hello")
   stop_tandem
   ratios+=("$(ratio "$pool_rps" "$plain_rps")")
   echo "H1 pair $i: with the threads pool ${pool_rps} req/s, without ${plain_rps} req/s"
@@ -54,13 +60,7 @@ mport=$(free_port)
 sleep 0.5
 mratios=()
 for i in 1 2 3; do
-  if (( i % 2 )); then
-    on=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/demo/hello")
-    off=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$mport/demo/hello")
-  else
-    off=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$mport/demo/hello")
-    on=$(wrk_rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/demo/hello")
-  fi
+  read -r on off < <(pair "$i" "http://127.0.0.1:$port/demo/hello" "http://127.0.0.1:$mport/demo/hello")
   mratios+=("$(ratio "$on" "$off")")
   echo "metrics pair $i: with metrics ${on} req/s, without ${off} req/s"
 done

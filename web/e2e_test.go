@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,21 +11,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
 const token = "e2e-token"
 
 // tandemUnderTest is a real tandem process serving the dashboard.
 type tandemUnderTest struct {
-	cmd         *exec.Cmd
+	*tandemtest.Process
 	http, admin string
-	logs        *bytes.Buffer
-	exited      chan struct{}
 }
 
 func startTandem(t *testing.T) *tandemUnderTest {
@@ -36,46 +33,9 @@ func startTandem(t *testing.T) *tandemUnderTest {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build tandem: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "serve")
-	cmd.Dir = t.TempDir()
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TANDEM_SERVER_ADDR=127.0.0.1:0", "TANDEM_ADMIN_ADDR=127.0.0.1:0",
-		"TANDEM_ADMIN_TOKEN=" + token, "TANDEM_STORE_PATH=" + filepath.Join(t.TempDir(), "db"), "TANDEM_JOBS_CONCURRENCY=2"}
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tu := &tandemUnderTest{cmd: cmd, logs: &bytes.Buffer{}, exited: make(chan struct{})}
-	started := make(chan map[string]any, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			tu.logs.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), `"msg":"tandem started"`) {
-				var m map[string]any
-				_ = json.Unmarshal(sc.Bytes(), &m)
-				started <- m
-			}
-		}
-		_ = cmd.Wait()
-		close(tu.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-tu.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-tu.exited
-		}
-	})
-	select {
-	case m := <-started:
-		tu.http, tu.admin = "http://"+fmt.Sprint(m["http_addr"]), "http://"+fmt.Sprint(m["admin_addr"])
-	case <-tu.exited:
-		t.Fatalf("tandem exited:\n%s", tu.logs)
-	case <-time.After(30 * time.Second):
-		t.Fatal("tandem did not start")
-	}
-	return tu
+	p := tandemtest.Start(t, bin, "TANDEM_ADMIN_TOKEN="+token,
+		"TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_JOBS_CONCURRENCY=2")
+	return &tandemUnderTest{Process: p, http: p.HTTPURL, admin: p.AdminURL}
 }
 
 func (tu *tandemUnderTest) api(t *testing.T, method, url string, body any, out any) int {
@@ -263,8 +223,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 	do(t, ctx, chromedp.EmulateViewport(1280, 800))
 
 	// tandem goes away: the page says so instead of going blank.
-	_ = tu.cmd.Process.Kill()
-	<-tu.exited
+	tu.Kill9()
 	waitJS(t, ctx, "the down banner", `document.querySelector('#banner').textContent.includes('not reachable') && !document.querySelector('#banner').hidden`)
 	shot(t, ctx, "06-tandem-down")
 }
