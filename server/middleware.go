@@ -145,7 +145,8 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 // (bench/http.sh, BenchmarkAdmission), while the gate alone costs nothing measurable. Its context
 // ends after RequestTimeout (a deadlineCtx: no timer unless the handler waits on it); a handler
 // that has not answered by the time it returns gets a 503, so handlers must honour their context
-// (net/http's own timeout handler needs a goroutine per request to do better). A panic answers 500 and is logged with its stack.
+// (net/http's own timeout handler needs a goroutine per request to do better). A panic answers
+// 500 and is logged with its stack.
 func (s *Server) admission(next http.Handler) http.Handler {
 	retryAfter := strconv.Itoa(max(1, int(math.Ceil(s.opts.QueueTimeout.Seconds()))))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
