@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -196,7 +197,9 @@ func (s *Store) Paused(queue string) bool {
 	return s.paused[queue]
 }
 
-// Check runs bbolt's consistency check over the whole file; tests call it after each use.
+// Check runs bbolt's consistency check over the whole file, then checks tandem's own invariants:
+// every index entry is one that a record derives (index.go), every record's entries are present,
+// and the counters match the records. It reads the whole file; tests call it after each use.
 func (s *Store) Check() error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		var first error
@@ -205,6 +208,62 @@ func (s *Store) Check() error {
 				first = err
 			}
 		}
-		return first
+		if first != nil {
+			return first
+		}
+		return checkIndexes(tx)
 	})
+}
+
+func checkIndexes(tx *bolt.Tx) error {
+	want := map[string]string{} // bucket 0x00 key -> value, from the records
+	counts := map[string]uint64{}
+	err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+		j, err := decodeJob(v)
+		if err != nil {
+			return fmt.Errorf("record %x: %w", k, err)
+		}
+		es, n := indexEntries(j, k)
+		for _, e := range es[:n] {
+			want[string(e.bucket)+"\x00"+string(e.key)] = string(e.value)
+		}
+		counts[string(countKey(j.Queue, j.State))]++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range [][]byte{bucketReady, bucketSched, bucketLease, bucketDone, bucketUniq} {
+		err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+			id := string(name) + "\x00" + string(k)
+			w, ok := want[id]
+			switch {
+			case !ok:
+				return fmt.Errorf("index %s holds %x, which no record derives", name, k)
+			case w != string(v):
+				return fmt.Errorf("index %s entry %x is %x, the record says %x", name, k, v, w)
+			}
+			delete(want, id)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for id := range want {
+		return fmt.Errorf("index entry %q of a record is missing", id)
+	}
+	err = tx.Bucket(bucketCounts).ForEach(func(k, v []byte) error {
+		if n := binary.BigEndian.Uint64(v); n != counts[string(k)] {
+			return fmt.Errorf("counter %q is %d, the records say %d", k, n, counts[string(k)])
+		}
+		delete(counts, string(k))
+		return nil
+	})
+	for k, n := range counts {
+		if err == nil {
+			err = fmt.Errorf("counter %q is missing, the records say %d", k, n)
+		}
+	}
+	return err
 }
