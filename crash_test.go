@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,12 @@ type jobJSON struct {
 // early (without failing) when stop is closed or a request fails at the transport level.
 func enqueueMany(ctx context.Context, t *testing.T, url string, n, clients int, body map[string]any, stop <-chan struct{}) []string {
 	t.Helper()
+	return enqueueEach(ctx, t, url, n, clients, func(int) map[string]any { return body }, stop)
+}
+
+// enqueueEach is enqueueMany with a body of its own for the i-th job (from 1).
+func enqueueEach(ctx context.Context, t *testing.T, url string, n, clients int, body func(i int) map[string]any, stop <-chan struct{}) []string {
+	t.Helper()
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	var mu sync.Mutex
 	var ids []string
@@ -37,14 +44,14 @@ func enqueueMany(ctx context.Context, t *testing.T, url string, n, clients int, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for next.Add(1) <= int64(n) {
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
 				select {
 				case <-stop:
 					return
 				default:
 				}
 				var j jobJSON
-				code, err := call(ctx, hc, http.MethodPost, url+"/v1/jobs", "", body, &j)
+				code, err := call(ctx, hc, http.MethodPost, url+"/v1/jobs", "", body(int(i)), &j)
 				if err != nil {
 					return // the server went away (killed on purpose)
 				}
@@ -103,12 +110,22 @@ func TestCrashKill9WhileDraining(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test runs real processes")
 	}
-	db := filepath.Join(t.TempDir(), "tandem.db")
-	env := []string{"TANDEM_STORE_PATH=" + db, "TANDEM_JOBS_CONCURRENCY=4", "TANDEM_JOBS_SHUTDOWN_TIMEOUT=1s"}
+	dir := t.TempDir()
+	db, runs := filepath.Join(dir, "tandem.db"), filepath.Join(dir, "runs")
+	env := []string{"TANDEM_STORE_PATH=" + db, "TANDEM_JOBS_CONCURRENCY=4", "TANDEM_JOBS_SHUTDOWN_TIMEOUT=1s",
+		"TANDEM_JOBS_EXEC_ALLOW=/bin/sh"}
 	p := startTandem(t, env...)
 	const n = 5000
-	// 4 ms sleep jobs on 4 workers: about 5 s of draining, long enough for three kills.
-	ids := enqueueMany(context.Background(), t, p.HTTPURL, n, 32, map[string]any{"kind": "sleep", "payload": map[string]any{"ms": 4}}, nil)
+	// Each job appends its number to a file, so every run is counted, including a run whose lease
+	// never reached the disk (a job starts as its lease is written, before the commit), which
+	// leaves no trace in the attempt count. 5,000 short programs on 4 workers drain for seconds,
+	// long enough for three kills.
+	ids := enqueueEach(context.Background(), t, p.HTTPURL, n, 32, func(i int) map[string]any {
+		return map[string]any{"kind": "exec", "payload": map[string]any{
+			"argv": []string{"/bin/sh", "-c", `echo "$N" >> "$F"`},
+			"env":  map[string]string{"N": strconv.Itoa(i), "F": runs},
+		}}
+	}, nil)
 	if len(ids) != n {
 		t.Fatalf("%d of %d enqueues answered 201", len(ids), n)
 	}
@@ -119,16 +136,29 @@ func TestCrashKill9WhileDraining(t *testing.T) {
 		p = startTandem(t, env...)
 	}
 	final := waitAllState(t, p.HTTPURL, ids, "succeeded", 2*time.Minute)
-	dups := 0
+	retried := 0
 	for _, j := range final {
 		if j.Attempt > 1 {
-			dups++
+			retried++
 		}
 	}
-	t.Logf("all %d acknowledged jobs succeeded after 3 SIGKILLs; %d ran more than once (at-least-once)", n, dups)
+	data, err := os.ReadFile(runs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	times := map[string]int{}
+	lines := strings.Fields(string(data))
+	for _, l := range lines {
+		times[l]++
+	}
+	if len(times) != n {
+		t.Fatalf("%d distinct jobs ran, want %d", len(times), n)
+	}
+	dups := len(lines) - n
+	t.Logf("all %d acknowledged jobs succeeded after 3 SIGKILLs; %d extra runs (at-least-once), %d jobs with attempt > 1", n, dups, retried)
 	// Each kill may re-run at most concurrency + prefetch jobs.
 	if dups > 3*(4+4) {
-		t.Errorf("%d jobs ran more than once; at most %d expected (3 kills x (concurrency 4 + prefetch 4))", dups, 3*8)
+		t.Errorf("%d extra runs; at most %d expected (3 kills x (concurrency 4 + prefetch 4))", dups, 3*8)
 	}
 }
 
