@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -17,7 +18,7 @@ import (
 // (fsync on), and waits until every one succeeded, with 2 workers. Reports jobs/s end to end.
 func BenchmarkEndToEnd(b *testing.B) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(b.TempDir(), "db"), Logger: logger})
+	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(b.TempDir(), "db"), Logger: logger, NoSync: os.Getenv("NOSYNC") != ""})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,4 +53,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		time.Sleep(time.Millisecond)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+	cs := st.CommitStats()
+	b.ReportMetric(float64(cs.Commits)/float64(b.N), "commits/job")
+	b.ReportMetric(float64(cs.Requests)/float64(max(cs.Commits, 1)), "requests/commit")
 }

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-run/tandem/store"
@@ -112,48 +113,61 @@ func (r *Runtime) dispatchLoop(ctx context.Context) {
 	}
 }
 
-// dispatchOnce leases one round of jobs and returns how many.
+// dispatchOnce leases one round of jobs and returns how many. Jobs start as soon as their lease is
+// in the transaction being built (store.LeaseQueued), so a short job's acknowledgement can share
+// the lease's commit and its record is written once; the round ends when that commit is on disk,
+// so the next round's counters are current. Should a lease's commit fail, its jobs ran without a
+// lease on disk: they are still ready there and run again later (at-least-once). From then on
+// leases wait for their commit before starting jobs, until one commits again, so a failing disk
+// re-runs at most one round of jobs.
 func (r *Runtime) dispatchOnce(ctx context.Context) int {
 	alloc := r.allocate()
 	if len(alloc) == 0 {
 		return 0
 	}
-	// One Lease per queue, sent together so they share a commit.
-	var mu sync.Mutex
-	var leased []*Job
+	// One lease per queue, sent together so they share a commit.
+	var leased atomic.Int64
 	var wg sync.WaitGroup
 	for q, n := range alloc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			jobs, err := r.store.Lease(ctx, q, n, r.leaseFor(q))
+			jobs, wait, err := r.store.LeaseQueued(ctx, q, n, r.leaseFor(q))
+			if err == nil && r.leaseFailed.Load() {
+				if err = wait(); err != nil {
+					jobs = nil // not leased on disk: they stay ready there
+				}
+			}
+			for _, j := range jobs {
+				r.launch(j)
+			}
+			leased.Add(int64(len(jobs)))
+			r.mu.Lock()
+			r.inflight -= n - len(jobs) // return the room not used
+			r.perQueue[q] -= n - len(jobs)
+			r.mu.Unlock()
+			if err == nil {
+				err = wait()
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					r.log.Error("lease", "queue", q, "err", err)
 				}
 			}
-			mu.Lock()
-			leased = append(leased, jobs...)
-			mu.Unlock()
-			r.mu.Lock()
-			r.inflight -= n - len(jobs) // return the room not used
-			r.perQueue[q] -= n - len(jobs)
-			r.mu.Unlock()
+			r.leaseFailed.Store(err != nil && ctx.Err() == nil)
 		}()
 	}
 	wg.Wait()
-	for _, j := range leased {
-		r.launch(j)
-	}
-	if len(leased) == 0 && ctx.Err() == nil {
-		// Counters said ready but nothing was leased (a race with another lease or a pause):
+	n := int(leased.Load())
+	if n == 0 && ctx.Err() == nil {
+		// Counters said ready but nothing was leased (a race with a pause, or a failing disk):
 		// back off briefly rather than spin.
 		select {
 		case <-ctx.Done():
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return len(leased)
+	return n
 }
 
 func (r *Runtime) leaseFor(string) time.Duration { return r.opts.Timeout + leaseGrace }

@@ -24,57 +24,60 @@ type EnqueueParams struct {
 // maxUniqueKey bounds unique keys (they are bbolt keys).
 const maxUniqueKey = 256
 
-// build validates p and returns the job to insert. Field names in errors are prefixed by prefix
-// ("" or "jobs[3].").
-func (r *Runtime) build(p EnqueueParams, prefix string, now time.Time, verr *ValidationError) (*Job, error) {
+// build validates p, the i-th job of a batch, and returns the job to insert. Field names in errors
+// are prefixed by "jobs[i].".
+func (r *Runtime) build(p EnqueueParams, i int, now time.Time, verr *ValidationError) (*Job, error) {
+	// The field's prefix is only formatted on the way to an error: a valid job allocates nothing
+	// for it.
+	add := func(field, msg string) { verr.add(fmt.Sprintf("jobs[%d].%s", i, field), msg) }
 	k, ok := r.kind(p.Kind)
 	switch {
 	case p.Kind == "":
-		verr.add(prefix+"kind", "is required")
+		add("kind", "is required")
 	case !ok:
-		verr.add(prefix+"kind", fmt.Sprintf("unknown kind %q (registered: %v)", p.Kind, r.Kinds()))
+		add("kind", fmt.Sprintf("unknown kind %q (registered: %v)", p.Kind, r.Kinds()))
 	}
 	if p.Queue == "" {
 		p.Queue = "default"
 	}
 	if _, ok := r.opts.Queues[p.Queue]; !ok {
-		verr.add(prefix+"queue", fmt.Sprintf("unknown queue %q (configured: %v)", p.Queue, r.QueueNames()))
+		add("queue", fmt.Sprintf("unknown queue %q (configured: %v)", p.Queue, r.QueueNames()))
 	}
 	if p.Priority < 0 || p.Priority > 9 {
-		verr.add(prefix+"priority", fmt.Sprintf("must be from 0 to 9, got %d", p.Priority))
+		add("priority", fmt.Sprintf("must be from 0 to 9, got %d", p.Priority))
 	}
 	if p.Delay < 0 {
-		verr.add(prefix+"delay", "must not be negative")
+		add("delay", "must not be negative")
 	}
 	if p.Delay > 0 && !p.RunAt.IsZero() {
-		verr.add(prefix+"run_at", "give run_at or delay, not both")
+		add("run_at", "give run_at or delay, not both")
 	}
 	if p.MaxAttempts != 0 && (p.MaxAttempts < 1 || p.MaxAttempts > 1000) {
-		verr.add(prefix+"max_attempts", fmt.Sprintf("must be from 1 to 1000, got %d", p.MaxAttempts))
+		add("max_attempts", fmt.Sprintf("must be from 1 to 1000, got %d", p.MaxAttempts))
 	}
 	if p.Timeout < 0 || p.Timeout > 24*time.Hour {
-		verr.add(prefix+"timeout", "must be above 0 and at most 24h")
+		add("timeout", "must be above 0 and at most 24h")
 	}
 	if len(p.UniqueKey) > maxUniqueKey {
-		verr.add(prefix+"unique_key", fmt.Sprintf("must be at most %d bytes", maxUniqueKey))
+		add("unique_key", fmt.Sprintf("must be at most %d bytes", maxUniqueKey))
 	}
 	if len(p.Payload) == 0 || string(p.Payload) == "null" {
 		p.Payload = json.RawMessage(`{}`)
 	}
 	if len(p.Payload) > r.opts.MaxPayloadBytes {
-		return nil, fmt.Errorf("%w: %s%d bytes, at most %d", ErrPayloadTooLarge, prefix, len(p.Payload), r.opts.MaxPayloadBytes)
+		return nil, fmt.Errorf("%w: %s%d bytes, at most %d", ErrPayloadTooLarge, fmt.Sprintf("jobs[%d].", i), len(p.Payload), r.opts.MaxPayloadBytes)
 	}
 	if !json.Valid(p.Payload) {
-		verr.add(prefix+"payload", "is not valid JSON")
+		add("payload", "is not valid JSON")
 	} else if ok && k.Validate != nil {
 		if err := k.Validate(p.Payload); err != nil {
 			var ve *ValidationError
 			if errors.As(err, &ve) {
 				for f, m := range ve.Fields {
-					verr.add(prefix+f, m)
+					add(f, m)
 				}
 			} else {
-				verr.add(prefix+"payload", err.Error())
+				add("payload", err.Error())
 			}
 		}
 	}
@@ -148,7 +151,7 @@ func (r *Runtime) EnqueueBatch(ctx context.Context, ps []EnqueueParams) ([]*Job,
 	now := r.opts.Now().UTC()
 	jobs := make([]*Job, 0, len(ps))
 	for i, p := range ps {
-		j, err := r.build(p, fmt.Sprintf("jobs[%d].", i), now, verr)
+		j, err := r.build(p, i, now, verr)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -10,7 +10,10 @@
 //	rt.Enqueue(ctx, jobs.EnqueueParams{Kind: "email", Payload: json.RawMessage(`{"to":"a@b"}`)})
 //
 // Delivery is at least once: a job whose process died while it ran runs again after the restart, so
-// handlers should be idempotent.
+// handlers should be idempotent. A job starts as soon as its lease is written into the pending
+// transaction, about one commit (a millisecond or so) before that lease is on disk, so a short job's
+// acknowledgement shares its lease's commit; a crash inside that window re-runs the job with its
+// attempt count unchanged, since that attempt was never recorded.
 package jobs
 
 import (
@@ -24,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-run/tandem/pool"
@@ -284,10 +288,12 @@ type Runtime struct {
 
 	// Running state, owned by the dispatcher and the job goroutines.
 	mu       sync.Mutex
-	inflight int                 // leased and not yet acknowledged
-	running  map[string]*liveJob // leased jobs by id
-	perQueue map[string]int      // leased per queue, for Concurrency caps
-	swrr     map[string]int      // smooth weighted round robin state
+	inflight int // leased and not yet acknowledged
+	// leaseFailed: the last lease's commit failed, so jobs start only once leased on disk.
+	leaseFailed atomic.Bool
+	running     map[string]*liveJob // leased jobs by id
+	perQueue    map[string]int      // leased per queue, for Concurrency caps
+	swrr        map[string]int      // smooth weighted round robin state
 
 	wake    chan struct{} // dispatcher
 	promote chan struct{} // promoter: a delayed job arrived

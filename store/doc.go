@@ -24,6 +24,11 @@
 // cost of one disk flush. A request whose own checks fail (a unique key, a full queue, a missing
 // job) fails alone, before it writes anything; a failed commit (a full disk) fails every request
 // of that batch, leaves the file as it was before the batch, and the next batch tries again.
+// Requests that arrive while a batch runs join it before its commit, up to Options.MaxBatch.
+//
+// Inside a batch, changed records are kept and written back once, with the net change of their
+// index entries (writeback.go): a job leased and acknowledged in the same batch (LeaseQueued starts
+// jobs before their lease's commit for that purpose) is written once, ready -> done.
 //
 // # Caveats
 //

@@ -12,13 +12,18 @@ import (
 // errWrite marks a failure of bbolt itself inside a request: the whole batch is rolled back.
 var errWrite = errors.New("store: write")
 
-// txn is the committer's transaction with the per-queue counter changes it accumulated.
+// txn is the committer's transaction with the per-queue counter changes and the record changes
+// (writeback.go) it accumulated.
 type txn struct {
 	s             *Store
 	tx            *bolt.Tx
 	now           time.Time
 	deltas        map[string]map[State]int
 	pausedChanges map[string]bool
+
+	cache   map[idArray]*pending // records changed and not yet written back
+	order   []*pending           // the same, in the order they were first changed
+	touched map[idArray]bool     // every record the batch changed, written back or not
 }
 
 func (t *txn) bucket(name []byte) *bolt.Bucket { return t.tx.Bucket(name) }
@@ -65,91 +70,39 @@ func (t *txn) flushCounts() error {
 	return nil
 }
 
-// indexEntries lists the (bucket, key, value) entries a record owns, all derived from its fields.
-func indexEntries(j *Job, id []byte) []struct{ bucket, key, value []byte } {
-	type e = struct{ bucket, key, value []byte }
-	var out []e
+// indexEntry is one entry of an index bucket that a record owns.
+type indexEntry struct{ bucket, key, value []byte }
+
+// indexEntries lists the entries a record owns, all derived from its fields: at most two, returned
+// in an array so the hot paths allocate nothing for the list itself.
+func indexEntries(j *Job, id []byte) (out [2]indexEntry, n int) {
 	switch j.State {
 	case StateReady:
-		out = append(out, e{bucketReady, readyKey(j.Queue, j.Priority, j.RunAt, id), nil})
+		out[n] = indexEntry{bucketReady, readyKey(j.Queue, j.Priority, j.RunAt, id), nil}
+		n++
 	case StateScheduled, StateRetrying:
-		out = append(out, e{bucketSched, timeIDKey(j.RunAt, id), nil})
+		out[n] = indexEntry{bucketSched, timeIDKey(j.RunAt, id), nil}
+		n++
 	case StateRunning:
 		lease := j.RunAt
 		if j.LeaseUntil != nil {
 			lease = *j.LeaseUntil
 		}
-		out = append(out, e{bucketLease, timeIDKey(lease, id), nil})
+		out[n] = indexEntry{bucketLease, timeIDKey(lease, id), nil}
+		n++
 	}
 	if j.State.Finished() {
 		fin := j.UpdatedAt
 		if j.FinishedAt != nil {
 			fin = *j.FinishedAt
 		}
-		out = append(out, e{bucketDone, timeIDKey(fin, id), nil})
+		out[n] = indexEntry{bucketDone, timeIDKey(fin, id), nil}
+		n++
 	} else if j.UniqueKey != "" {
-		out = append(out, e{bucketUniq, []byte(j.UniqueKey), id})
+		out[n] = indexEntry{bucketUniq, []byte(j.UniqueKey), id}
+		n++
 	}
-	return out
-}
-
-// put writes a record, replacing old (nil for a new one): the old record's index entries and
-// counter are removed and the new one's added.
-func (t *txn) put(old, j *Job) error {
-	id, err := idKey(j.ID)
-	if err != nil {
-		return err
-	}
-	if old != nil {
-		for _, e := range indexEntries(old, id) {
-			if err := t.bucket(e.bucket).Delete(e.key); err != nil {
-				return fmt.Errorf("%w: unindex: %w", errWrite, err)
-			}
-		}
-		t.addCount(old.Queue, old.State, -1)
-	}
-	j.UpdatedAt = t.now
-	v, err := encodeJob(j)
-	if err != nil {
-		return err
-	}
-	if err := t.bucket(bucketJobs).Put(id, v); err != nil {
-		return fmt.Errorf("%w: put job: %w", errWrite, err)
-	}
-	for _, e := range indexEntries(j, id) {
-		if err := t.bucket(e.bucket).Put(e.key, e.value); err != nil {
-			return fmt.Errorf("%w: index: %w", errWrite, err)
-		}
-	}
-	t.addCount(j.Queue, j.State, 1)
-	return nil
-}
-
-// remove deletes a record and its index entries.
-func (t *txn) remove(j *Job) error {
-	id, err := idKey(j.ID)
-	if err != nil {
-		return err
-	}
-	for _, e := range indexEntries(j, id) {
-		if err := t.bucket(e.bucket).Delete(e.key); err != nil {
-			return fmt.Errorf("%w: unindex: %w", errWrite, err)
-		}
-	}
-	if err := t.bucket(bucketJobs).Delete(id); err != nil {
-		return fmt.Errorf("%w: delete job: %w", errWrite, err)
-	}
-	t.addCount(j.Queue, j.State, -1)
-	return nil
-}
-
-// get reads a record inside the transaction.
-func (t *txn) get(id []byte) (*Job, error) {
-	v := t.bucket(bucketJobs).Get(id)
-	if v == nil {
-		return nil, ErrNotFound
-	}
-	return decodeJob(v)
+	return out, n
 }
 
 // modify is the one read-modify-write of a record inside the transaction: fn changes a copy, and

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Insert stores new jobs in one transaction, all or nothing. For each job it assigns an ID when
@@ -36,15 +38,22 @@ func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue s
 		// Checks first: nothing is written unless everything passes.
 		adds := map[string]int{}
 		keys := map[string]int{} // unique key -> index of the first job in this call holding it
+		var uniq *bolt.Bucket
 		for i, j := range jobs {
 			out[i], created[i] = nil, false
 			if j.UniqueKey != "" {
-				if id := t.bucket(bucketUniq).Get([]byte(j.UniqueKey)); id != nil {
+				if uniq == nil {
+					var err error
+					if uniq, err = t.scan(bucketUniq); err != nil {
+						return err
+					}
+				}
+				if id := uniq.Get([]byte(j.UniqueKey)); id != nil {
 					existing, err := t.get(id)
 					if err != nil {
 						return err
 					}
-					out[i] = existing
+					out[i] = existing.Clone() // the batch may hold it; the caller gets its own
 					continue
 				}
 				if first, dup := keys[j.UniqueKey]; dup {
@@ -77,8 +86,17 @@ func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue s
 	if err != nil {
 		return nil, nil, err
 	}
-	for i := range out {
-		out[i] = out[i].Clone()
+	// Each job in out is the caller's own or was decoded for this call, so it is the caller's to
+	// keep; only a job named twice in one call (a repeated unique key) is copied, so that no two
+	// entries share a record.
+	if len(out) > 1 {
+		seen := make(map[*Job]bool, len(out))
+		for i, j := range out {
+			if seen[j] {
+				out[i] = j.Clone()
+			}
+			seen[j] = true
+		}
 	}
 	return out, created, nil
 }
@@ -97,7 +115,7 @@ func (s *Store) UpdateQueued(ctx context.Context, id string, fn func(j *Job) err
 		if err != nil {
 			return err
 		}
-		out = j.Clone()
+		out = j // modify's result is a fresh copy that nothing else holds
 		return nil
 	})
 	if err != nil {
@@ -123,27 +141,57 @@ func (s *Store) Update(ctx context.Context, id string, fn func(j *Job) error) (*
 }
 
 // Lease takes up to n ready jobs of queue, best first (priority, then run_at, then id), marks them
-// running with Attempt+1, StartedAt now and LeaseUntil now+leaseFor, and returns them. A paused
-// queue gives none.
+// running with Attempt+1, StartedAt now and LeaseUntil now+leaseFor, and returns them once that is
+// on disk. A paused queue gives none.
 func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Duration) ([]*Job, error) {
+	jobs, wait, err := s.LeaseQueued(ctx, queue, n, leaseFor)
+	if err != nil {
+		return nil, err
+	}
+	if err := wait(); err != nil {
+		return nil, err
+	}
+	return jobs, nil
+}
+
+// LeaseQueued is Lease that returns as soon as the jobs are leased in the transaction being built,
+// before it is committed; wait blocks until the commit and returns its error. A caller that starts
+// the jobs at once lets a short job's acknowledgement join the same commit as its lease, so the
+// record is written once. If that commit fails, the jobs were never leased on disk: they stay
+// ready there, attempt unchanged, and an acknowledgement sent for them finds them not running.
+//
+// It only takes jobs whose state is on disk: a job made ready earlier in the same transaction (just
+// inserted, retried, promoted) waits for a later lease, so nothing runs that a failed commit could
+// take back from its enqueuer. The jobs returned are shared with the transaction until wait
+// returns: read them, clone them to change them.
+func (s *Store) LeaseQueued(ctx context.Context, queue string, n int, leaseFor time.Duration) (jobs []*Job, wait func() error, err error) {
+	nothing := func() error { return nil }
 	if n <= 0 || s.Paused(queue) || s.Ready(queue) == 0 {
-		return nil, nil
+		return nil, nothing, nil
 	}
 	var out []*Job
-	err := s.exec(ctx, func(t *txn) error {
+	leased := make(chan struct{})
+	done, err := s.send(ctx, func(t *txn) error {
 		out = out[:0]
 		if t.isPaused(queue) {
+			close(leased)
 			return nil
 		}
 		prefix := queuePrefix(queue)
-		c := t.bucket(bucketReady).Cursor()
+		b, err := t.scan(bucketReady)
+		if err != nil {
+			return err
+		}
+		c := b.Cursor()
 		var ids [][]byte
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ids) < n; k, _ = c.Next() {
 			rk, err := parseReadyKey(k)
 			if err != nil {
 				return err
 			}
-			ids = append(ids, append([]byte(nil), rk.id...))
+			if !t.changedInBatch(rk.id) {
+				ids = append(ids, append([]byte(nil), rk.id...))
+			}
 		}
 		for _, id := range ids {
 			j, err := t.modify(id, func(j *Job) error {
@@ -155,11 +203,29 @@ func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Du
 			if err != nil {
 				return err
 			}
-			out = append(out, j.Clone())
+			out = append(out, j)
 		}
+		close(leased)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, nil, err
+	}
+	var result error
+	var once sync.Once
+	wait = func() error { once.Do(func() { result = <-done }); return result }
+	select {
+	case <-leased:
+	case err := <-done:
+		result = err
+		once.Do(func() {})
+		select {
+		case <-leased: // leased, then the commit failed: the caller still learns of the jobs
+		default:
+			return nil, nil, err
+		}
+	}
+	return out, wait, nil
 }
 
 // promoteBatch bounds how many jobs one Promote moves per transaction, so it never holds the
@@ -174,7 +240,11 @@ func (s *Store) Promote(ctx context.Context, now time.Time) (moved int, next tim
 		var more bool
 		err := s.exec(ctx, func(t *txn) error {
 			n, more, next = 0, false, time.Time{}
-			c := t.bucket(bucketSched).Cursor()
+			b, err := t.scan(bucketSched)
+			if err != nil {
+				return err
+			}
+			c := b.Cursor()
 			var ids [][]byte
 			for k, _ := c.First(); k != nil; k, _ = c.Next() {
 				at := bytesTime(k[:8])
@@ -208,7 +278,11 @@ func (s *Store) Promote(ctx context.Context, now time.Time) (moved int, next tim
 func (s *Store) Recover(ctx context.Context) (int, error) {
 	var n int
 	err := s.exec(ctx, func(t *txn) error {
-		c := t.bucket(bucketLease).Cursor()
+		b, err := t.scan(bucketLease)
+		if err != nil {
+			return err
+		}
+		c := b.Cursor()
 		var ids [][]byte
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			ids = append(ids, append([]byte(nil), k[8:]...))
@@ -258,7 +332,11 @@ func (s *Store) Sweep(ctx context.Context, before time.Time, batch int) (int, er
 		var n int
 		err := s.exec(ctx, func(t *txn) error {
 			n = 0
-			c := t.bucket(bucketDone).Cursor()
+			b, err := t.scan(bucketDone)
+			if err != nil {
+				return err
+			}
+			c := b.Cursor()
 			var ids [][]byte
 			for k, _ := c.First(); k != nil && len(ids) < batch; k, _ = c.Next() {
 				if !bytesTime(k[:8]).Before(before) {

@@ -330,38 +330,55 @@ func (s *Store) commitLoop() {
 				}
 			}
 		}
-	drain:
-		for len(batch) < s.opts.MaxBatch {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		s.commit(batch)
+		s.commit(s.drain(batch))
 	}
+}
+
+// drain appends the requests waiting in the channel to batch, up to MaxBatch.
+func (s *Store) drain(batch []*request) []*request {
+	for len(batch) < s.opts.MaxBatch {
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commit runs a batch in one transaction. When the commit itself fails, every request of the batch
 // fails with that error: the file is as it was before the batch.
 func (s *Store) commit(batch []*request) {
 	start := time.Now()
-	results := make([]error, len(batch))
 	tx, err := s.db.Begin(true)
 	if err != nil {
 		s.failAll(batch, fmt.Errorf("store: begin: %w", err))
 		return
 	}
 	t := &txn{s: s, tx: tx, now: s.opts.Now(), deltas: map[string]map[State]int{}}
-	for i, r := range batch {
-		results[i] = r.fn(t)
-		if errors.Is(results[i], errWrite) {
+	results := make([]error, 0, len(batch))
+	for i := 0; i < len(batch); i++ {
+		err := batch[i].fn(t)
+		results = append(results, err)
+		if errors.Is(err, errWrite) {
 			// A write failed half-way: nothing of this batch can be trusted.
 			_ = tx.Rollback()
-			s.failAll(batch, results[i])
+			s.failAll(batch, err)
 			return
 		}
+		if i == len(batch)-1 {
+			// Requests that arrived while this batch ran join it before the commit: above all
+			// the acknowledgements of jobs it leased (LeaseQueued), which then cost no second
+			// write of their records. The bigger batch also spreads one commit over more
+			// requests; MaxBatch bounds it.
+			batch = s.drain(batch)
+		}
+	}
+	if err := t.flush(); err != nil {
+		_ = tx.Rollback()
+		s.failAll(batch, err)
+		return
 	}
 	if err := t.flushCounts(); err != nil {
 		_ = tx.Rollback()
