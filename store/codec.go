@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -97,6 +100,47 @@ func (r *reader) bytes(what string) []byte {
 
 func (r *reader) str(what string) string { return string(r.bytes(what)) }
 
+// stateOf returns one of the State constants without allocating, or a copy of an unknown one.
+func stateOf(b []byte) State {
+	for _, st := range States {
+		if string(st) == string(b) {
+			return st
+		}
+	}
+	return State(b)
+}
+
+// interned holds the kind and queue names decoded so far (a handful in practice), so that decoding
+// a record does not allocate them again. Copy on write: decoders on any goroutine read it without
+// a lock; past maxInterned names, new ones are simply allocated.
+var (
+	interned atomic.Pointer[map[string]string]
+	internMu sync.Mutex
+)
+
+const maxInterned = 1024
+
+func intern(b []byte) string {
+	if m := interned.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
+		}
+	}
+	s := string(b)
+	internMu.Lock()
+	defer internMu.Unlock()
+	old := interned.Load()
+	if old != nil && len(*old) >= maxInterned {
+		return s
+	}
+	m := map[string]string{s: s}
+	if old != nil {
+		maps.Copy(m, *old)
+	}
+	interned.Store(&m)
+	return s
+}
+
 func (r *reader) flag(what string) bool {
 	if len(r.b) == 0 || r.b[0] > 1 {
 		r.fail(what)
@@ -118,8 +162,8 @@ func decodeV2(b []byte) (*Job, error) {
 	r := &reader{b: b}
 	j := &Job{}
 	j.ID = r.str("id")
-	j.Kind = r.str("kind")
-	j.Queue = r.str("queue")
+	j.Kind = intern(r.bytes("kind"))
+	j.Queue = intern(r.bytes("queue"))
 	if p := r.bytes("payload"); len(p) > 0 {
 		j.Payload = json.RawMessage(append([]byte(nil), p...))
 	}
@@ -128,7 +172,7 @@ func decodeV2(b []byte) (*Job, error) {
 	j.Attempt = int(r.varint("attempt"))
 	j.MaxAttempts = int(r.varint("max_attempts"))
 	j.Timeout = time.Duration(r.varint("timeout"))
-	j.State = State(r.str("state"))
+	j.State = stateOf(r.bytes("state"))
 	n, k := binary.Uvarint(r.b)
 	if k <= 0 || n > uint64(len(r.b)) { // each error takes at least one byte
 		r.fail("errors")

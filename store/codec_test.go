@@ -2,9 +2,11 @@ package store
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func sampleJob() *Job {
@@ -72,4 +74,28 @@ func BenchmarkCodec(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestInternAndStates(t *testing.T) {
+	a, b := intern([]byte("mail")), intern([]byte("mail"))
+	if a != "mail" || unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Fatalf("intern gave %q and %q at different addresses", a, b)
+	}
+	for i := range maxInterned + 10 { // past the bound names are still right, just not shared
+		name := fmt.Sprintf("q%d", i)
+		if got := intern([]byte(name)); got != name {
+			t.Fatalf("intern(%q) = %q", name, got)
+		}
+	}
+	if m := interned.Load(); len(*m) > maxInterned {
+		t.Fatalf("%d names interned, bound %d", len(*m), maxInterned)
+	}
+	for _, st := range States {
+		if got := stateOf([]byte(st)); got != st {
+			t.Fatalf("stateOf(%q) = %q", st, got)
+		}
+	}
+	if got := stateOf([]byte("weird")); got != "weird" {
+		t.Fatalf("unknown state read as %q", got)
+	}
 }

@@ -21,9 +21,7 @@ type txn struct {
 	deltas        map[string]map[State]int
 	pausedChanges map[string]bool
 
-	cache   map[idArray]*pending // records changed and not yet written back
-	order   []*pending           // the same, in the order they were first changed
-	touched map[idArray]bool     // every record the batch changed, written back or not
+	wb *writeback // the records changed (writeback.go)
 }
 
 func (t *txn) bucket(name []byte) *bolt.Bucket { return t.tx.Bucket(name) }

@@ -13,13 +13,27 @@ import (
 
 const idLen = 16
 
-// idKey turns a UUID string into its 16 bytes.
-func idKey(id string) ([]byte, error) {
+// idArray is a record key as a value: a map key, and no allocation on the hot paths.
+type idArray [idLen]byte
+
+func toIDArray(id []byte) (a idArray) { copy(a[:], id); return a }
+
+// parseID turns a UUID string into its 16 bytes.
+func parseID(id string) (idArray, error) {
 	u, err := uuid.Parse(id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: bad id %q", ErrNotFound, id)
+		return idArray{}, fmt.Errorf("%w: bad id %q", ErrNotFound, id)
 	}
-	return u[:], nil
+	return idArray(u), nil
+}
+
+// idKey is parseID as a slice.
+func idKey(id string) ([]byte, error) {
+	a, err := parseID(id)
+	if err != nil {
+		return nil, err
+	}
+	return a[:], nil
 }
 
 func idString(k []byte) string {

@@ -101,6 +101,8 @@ type Store struct {
 	counts map[string]map[State]int // mirror of the counts bucket, updated after each commit
 	paused map[string]bool
 
+	wb *writeback // the committer's, reused batch after batch
+
 	commits, requests atomic.Uint64
 	lastBatch         atomic.Int64
 }
@@ -147,7 +149,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
 		opts: opts, db: db,
 		reqs: make(chan *request, 4096), stop: make(chan struct{}), stopped: make(chan struct{}),
-		counts: map[string]map[State]int{}, paused: map[string]bool{},
+		counts: map[string]map[State]int{}, paused: map[string]bool{}, wb: newWriteback(),
 	}
 	if err := s.init(ctx); err != nil {
 		db.Close()
@@ -356,7 +358,8 @@ func (s *Store) commit(batch []*request) {
 		s.failAll(batch, fmt.Errorf("store: begin: %w", err))
 		return
 	}
-	t := &txn{s: s, tx: tx, now: s.opts.Now(), deltas: map[string]map[State]int{}}
+	t := &txn{s: s, tx: tx, now: s.opts.Now(), deltas: map[string]map[State]int{}, wb: s.wb}
+	defer s.wb.reset()
 	results := make([]error, 0, len(batch))
 	for i := 0; i < len(batch); i++ {
 		err := batch[i].fn(t)

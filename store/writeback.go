@@ -18,37 +18,57 @@ import (
 
 // pending is one record changed in the current batch.
 type pending struct {
-	id   []byte
+	key  idArray
 	orig *Job // the record as the file holds it; nil when the batch created it
 	cur  *Job // the record as the batch left it; nil when the batch removed it
 }
 
-// idArray is a record key usable as a map key.
-type idArray [idLen]byte
+// writeback is the committer's record of the changes of the batch being built. The committer keeps
+// one and resets it after each batch, so its maps and slab keep their memory between batches.
+type writeback struct {
+	cache   map[idArray]*pending // records changed and not yet written back
+	order   []*pending           // the same, in the order they were first changed
+	touched map[idArray]bool     // every record the batch changed, written back or not
+	slab    []pending            // where pendings live; a full slab is replaced, never grown
+	cursors map[string]*bolt.Cursor
+}
 
-func toIDArray(id []byte) (a idArray) { copy(a[:], id); return a }
+func newWriteback() *writeback {
+	return &writeback{cache: map[idArray]*pending{}, touched: map[idArray]bool{}, cursors: map[string]*bolt.Cursor{}}
+}
 
-// entry returns the pending change for id, starting one from orig when there is none.
-func (t *txn) entry(id []byte, orig *Job) *pending {
-	a := toIDArray(id)
-	if p := t.cache[a]; p != nil {
+// reset forgets the batch, keeping the memory.
+func (w *writeback) reset() {
+	clear(w.cache)
+	clear(w.touched)
+	clear(w.cursors)
+	clear(w.order)
+	w.order = w.order[:0]
+	clear(w.slab) // drop the records they point to
+	w.slab = w.slab[:0]
+}
+
+// entry returns the pending change for key, starting one from orig when there is none.
+func (t *txn) entry(key idArray, orig *Job) *pending {
+	w := t.wb
+	if p := w.cache[key]; p != nil {
 		return p
 	}
-	if t.cache == nil {
-		t.cache = map[idArray]*pending{}
-		t.touched = map[idArray]bool{}
+	if len(w.slab) == cap(w.slab) {
+		w.slab = make([]pending, 0, 256) // earlier pendings stay where they are
 	}
-	p := &pending{id: a[:], orig: orig, cur: orig}
-	t.cache[a] = p
-	t.order = append(t.order, p)
-	t.touched[a] = true
+	w.slab = append(w.slab, pending{key: key, orig: orig, cur: orig})
+	p := &w.slab[len(w.slab)-1]
+	w.cache[key] = p
+	w.order = append(w.order, p)
+	w.touched[key] = true
 	return p
 }
 
 // put stores j in place of old (nil for a new record); counters follow at once, the bbolt writes at
 // the flush. j belongs to the transaction from here on: callers may read it but not change it.
 func (t *txn) put(old, j *Job) error {
-	id, err := idKey(j.ID)
+	key, err := parseID(j.ID)
 	if err != nil {
 		return err
 	}
@@ -56,18 +76,18 @@ func (t *txn) put(old, j *Job) error {
 		t.addCount(old.Queue, old.State, -1)
 	}
 	j.UpdatedAt = t.now
-	t.entry(id, old).cur = j
+	t.entry(key, old).cur = j
 	t.addCount(j.Queue, j.State, 1)
 	return nil
 }
 
 // remove deletes a record and its index entries at the flush.
 func (t *txn) remove(j *Job) error {
-	id, err := idKey(j.ID)
+	key, err := parseID(j.ID)
 	if err != nil {
 		return err
 	}
-	t.entry(id, j).cur = nil
+	t.entry(key, j).cur = nil
 	t.addCount(j.Queue, j.State, -1)
 	return nil
 }
@@ -75,21 +95,42 @@ func (t *txn) remove(j *Job) error {
 // get reads a record inside the transaction: the batch's version when it changed it, else the
 // file's. The result is shared with the transaction: read it, clone it to change it.
 func (t *txn) get(id []byte) (*Job, error) {
-	if p := t.cache[toIDArray(id)]; p != nil {
+	if p := t.wb.cache[toIDArray(id)]; p != nil {
 		if p.cur == nil {
 			return nil, ErrNotFound
 		}
 		return p.cur, nil
 	}
-	v := t.bucket(bucketJobs).Get(id)
-	if v == nil {
+	k, v := t.cursor(bucketJobs).Seek(id)
+	if v == nil || !bytes.Equal(k, id) {
 		return nil, ErrNotFound
 	}
 	return decodeJob(v)
 }
 
+// cursor returns the transaction's cursor on a bucket. Bucket.Get and Bucket.Delete make a new
+// cursor and grow its stack on every call; one cursor per bucket, repositioned by each Seek, does
+// that once per transaction.
+func (t *txn) cursor(name []byte) *bolt.Cursor {
+	c := t.wb.cursors[string(name)]
+	if c == nil {
+		c = t.bucket(name).Cursor()
+		t.wb.cursors[string(name)] = c
+	}
+	return c
+}
+
+// del deletes key from a bucket when it is there.
+func (t *txn) del(name, key []byte) error {
+	c := t.cursor(name)
+	if k, _ := c.Seek(key); k == nil || !bytes.Equal(k, key) {
+		return nil
+	}
+	return c.Delete()
+}
+
 // changedInBatch reports whether the batch wrote the record: its new state is not on disk yet.
-func (t *txn) changedInBatch(id []byte) bool { return t.touched[toIDArray(id)] }
+func (t *txn) changedInBatch(id []byte) bool { return t.wb.touched[toIDArray(id)] }
 
 // scan returns an index bucket for reading, after writing back every pending change so that the
 // bucket holds them.
@@ -102,18 +143,20 @@ func (t *txn) scan(name []byte) (*bolt.Bucket, error) {
 
 // flush writes every pending record and the net change of its index entries.
 func (t *txn) flush() error {
-	for _, p := range t.order {
+	w := t.wb
+	for _, p := range w.order {
+		id := p.key[:]
 		var was, now [2]indexEntry
 		var nw, nn int
 		if p.orig != nil {
-			was, nw = indexEntries(p.orig, p.id)
+			was, nw = indexEntries(p.orig, id)
 		}
 		if p.cur != nil {
-			now, nn = indexEntries(p.cur, p.id)
+			now, nn = indexEntries(p.cur, id)
 		}
 		for _, e := range was[:nw] {
 			if !holds(now[:nn], e) {
-				if err := t.bucket(e.bucket).Delete(e.key); err != nil {
+				if err := t.del(e.bucket, e.key); err != nil {
 					return fmt.Errorf("%w: unindex: %w", errWrite, err)
 				}
 			}
@@ -124,11 +167,11 @@ func (t *txn) flush() error {
 			if err != nil {
 				return err
 			}
-			if err := t.bucket(bucketJobs).Put(p.id, v); err != nil {
+			if err := t.bucket(bucketJobs).Put(id, v); err != nil {
 				return fmt.Errorf("%w: put job: %w", errWrite, err)
 			}
 		case p.orig != nil:
-			if err := t.bucket(bucketJobs).Delete(p.id); err != nil {
+			if err := t.del(bucketJobs, id); err != nil {
 				return fmt.Errorf("%w: delete job: %w", errWrite, err)
 			}
 		}
@@ -139,9 +182,10 @@ func (t *txn) flush() error {
 				}
 			}
 		}
-		delete(t.cache, toIDArray(p.id))
+		delete(w.cache, p.key)
 	}
-	t.order = t.order[:0]
+	clear(w.order)
+	w.order = w.order[:0]
 	return nil
 }
 
