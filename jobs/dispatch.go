@@ -66,6 +66,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 
 	r.loopStop()
 	r.loops.Wait()
+	defer r.ackers.Wait() // the drainer outlives the last acknowledgement it reports by a moment
 	// Prefetched jobs still waiting for a worker go back now, not after the grace period.
 	r.mu.Lock()
 	for _, lj := range r.running {
@@ -285,8 +286,7 @@ func (r *Runtime) run(parent context.Context, j *Job) {
 		o = r.judge(j, ctx, result, err)
 	}
 	o.runTime = r.opts.Now().Sub(start)
-	r.jobsWG.Add(1)
-	go func() { defer r.jobsWG.Done(); r.finish(j, o) }()
+	r.finish(j, o)
 }
 
 // call runs the handler, turning a panic into an error.
@@ -400,9 +400,54 @@ func (r *Runtime) finish(j *Job, o outcome) {
 	r.perQueue[j.Queue]--
 	r.mu.Unlock()
 	r.signal(r.wake)
+	// The wait for the commit goes to the acknowledgement drainer, so the worker that ran the job
+	// is free at once and no goroutine is started per job.
+	r.jobsWG.Add(1)
+	r.ackMu.Lock()
+	r.acks = append(r.acks, pendingAck{j: j, o: o, wait: wait, err: err})
+	start := !r.acking
+	r.acking = true
+	r.ackMu.Unlock()
+	if start {
+		r.ackers.Add(1)
+		go r.drainAcks()
+	}
+}
+
+// pendingAck is an acknowledgement queued for the committer, waiting for its commit.
+type pendingAck struct {
+	j    *Job
+	o    outcome
+	wait func() (*Job, error)
+	err  error // from queueing it; wait is nil then
+}
+
+// drainAcks waits for queued acknowledgements in the order they were queued, which is the order
+// they commit in, and exits when none is left; finish starts it again.
+func (r *Runtime) drainAcks() {
+	defer r.ackers.Done()
+	for {
+		r.ackMu.Lock()
+		if len(r.acks) == 0 {
+			r.acking = false
+			r.ackMu.Unlock()
+			return
+		}
+		a := r.acks[0]
+		r.acks[0] = pendingAck{}
+		r.acks = r.acks[1:]
+		r.ackMu.Unlock()
+		r.acknowledged(a)
+		r.jobsWG.Done()
+	}
+}
+
+// acknowledged reports an acknowledgement's commit.
+func (r *Runtime) acknowledged(a pendingAck) {
+	j, o, err := a.j, a.o, a.err
 	var updated *Job
 	if err == nil {
-		updated, err = wait()
+		updated, err = a.wait()
 	}
 	switch {
 	case errors.Is(err, errStale), errors.Is(err, store.ErrNotFound):

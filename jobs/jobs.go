@@ -291,9 +291,14 @@ type Runtime struct {
 	inflight int // leased and not yet acknowledged
 	// leaseFailed: the last lease's commit failed, so jobs start only once leased on disk.
 	leaseFailed atomic.Bool
-	running     map[string]*liveJob // leased jobs by id
-	perQueue    map[string]int      // leased per queue, for Concurrency caps
-	swrr        map[string]int      // smooth weighted round robin state
+
+	ackMu    sync.Mutex
+	acks     []pendingAck        // queued acknowledgements not yet reported (drainAcks)
+	acking   bool                // a drainAcks goroutine is running
+	ackers   sync.WaitGroup      // that goroutine
+	running  map[string]*liveJob // leased jobs by id
+	perQueue map[string]int      // leased per queue, for Concurrency caps
+	swrr     map[string]int      // smooth weighted round robin state
 
 	wake    chan struct{} // dispatcher
 	promote chan struct{} // promoter: a delayed job arrived
