@@ -66,7 +66,6 @@ func (r *Runtime) Stop(ctx context.Context) error {
 
 	r.loopStop()
 	r.loops.Wait()
-	defer r.ackers.Wait() // the drainer outlives the last acknowledgement it reports by a moment
 	// Prefetched jobs still waiting for a worker go back now, not after the grace period.
 	r.mu.Lock()
 	for _, lj := range r.running {
@@ -77,7 +76,12 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	r.mu.Unlock()
 
 	done := make(chan struct{})
-	go func() { r.jobsWG.Wait(); close(done) }()
+	go func() {
+		r.jobsWG.Wait()
+		// No acknowledgement can be queued any more; the drainer exits once it sees that.
+		r.ackers.Wait()
+		close(done)
+	}()
 	grace := time.NewTimer(r.opts.ShutdownTimeout)
 	defer grace.Stop()
 	select {
