@@ -133,6 +133,24 @@ func TestOneTransactionManyChanges(t *testing.T) {
 	}
 }
 
+// leased is what LeaseQueued returned.
+type leased struct {
+	jobs []*Job
+	wait func() error
+	err  error
+}
+
+// leaseQueued calls LeaseQueued for up to 5 jobs of queue from a goroutine, since it returns only
+// once the committer has run the lease.
+func leaseQueued(s *Store, queue string) <-chan leased {
+	got := make(chan leased, 1)
+	go func() {
+		jobs, wait, err := s.LeaseQueued(context.Background(), queue, 5, time.Minute)
+		got <- leased{jobs, wait, err}
+	}()
+	return got
+}
+
 func lease(now time.Time) func(j *Job) error {
 	return func(j *Job) error {
 		until := now.Add(time.Minute)
@@ -159,16 +177,7 @@ func TestLeaseQueuedReturnsBeforeTheCommit(t *testing.T) {
 	ctx := context.Background()
 	j := insert(t, s, newJob("q", 0, b.clock.Now()))[0]
 	release := hold(t, s, nil)
-	type result struct {
-		jobs []*Job
-		wait func() error
-		err  error
-	}
-	got := make(chan result, 1)
-	go func() {
-		jobs, wait, err := s.LeaseQueued(ctx, "q", 5, time.Minute)
-		got <- result{jobs, wait, err}
-	}()
+	got := leaseQueued(s, "q")
 	queued(t, s, 1)
 	// A second request holds the transaction open after the lease has run in it.
 	entered, releaseSecond := block(t, s, nil)
@@ -239,16 +248,7 @@ func TestLeaseQueuedFailedCommit(t *testing.T) {
 	ctx := context.Background()
 	j := insert(t, s, newJob("q", 0, b.clock.Now()))[0]
 	release := hold(t, s, nil)
-	type result struct {
-		jobs []*Job
-		wait func() error
-		err  error
-	}
-	got := make(chan result, 1)
-	go func() {
-		jobs, wait, err := s.LeaseQueued(ctx, "q", 5, time.Minute)
-		got <- result{jobs, wait, err}
-	}()
+	got := leaseQueued(s, "q")
 	queued(t, s, 1)
 	broken := fmt.Errorf("%w: disk gone", errWrite)
 	if _, err := s.send(ctx, func(*txn) error { return broken }); err != nil {
