@@ -211,21 +211,17 @@ func (s *Store) LeaseQueued(ctx context.Context, queue string, n int, leaseFor t
 	if err != nil {
 		return nil, nil, err
 	}
-	var result error
-	var once sync.Once
-	wait = func() error { once.Do(func() { result = <-done }); return result }
 	select {
 	case <-leased:
+		return out, sync.OnceValue(func() error { return <-done }), nil
 	case err := <-done:
-		result = err
-		once.Do(func() {})
 		select {
-		case <-leased: // leased, then the commit failed: the caller still learns of the jobs
+		case <-leased: // leased, then committed or failed: either way the caller learns of the jobs
+			return out, func() error { return err }, nil
 		default:
 			return nil, nil, err
 		}
 	}
-	return out, wait, nil
 }
 
 // promoteBatch bounds how many jobs one Promote moves per transaction, so it never holds the
