@@ -409,12 +409,13 @@ func (s *Store) commit(batch []*request) {
 		}
 	}
 	s.mu.Unlock()
-	for i, r := range batch {
-		r.done <- results[i]
-	}
+	// Counters first, so that a caller who saw its write commit sees it counted too.
 	s.commits.Add(1)
 	s.requests.Add(uint64(len(batch)))
 	s.lastBatch.Store(int64(len(batch)))
+	for i, r := range batch {
+		r.done <- results[i]
+	}
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(time.Since(start), len(batch))
 	}
