@@ -268,8 +268,8 @@ type outcome struct {
 	snoozed   bool
 }
 
-// run executes one attempt on a pool worker, then hands the acknowledgement to its own goroutine
-// so the worker takes the next job while the acknowledgement waits for its commit.
+// run executes one attempt on a pool worker, then queues its acknowledgement (finish), so the
+// worker takes the next job while the acknowledgement waits for its commit.
 func (r *Runtime) run(parent context.Context, j *Job) {
 	start := r.opts.Now()
 	r.mu.Lock()
@@ -358,7 +358,8 @@ func (r *Runtime) encodeResult(v any) json.RawMessage {
 	return b
 }
 
-// finish writes an attempt's outcome, then frees its room for the dispatcher.
+// finish queues an attempt's outcome for the committer, frees its room for the dispatcher, and
+// leaves the wait for the commit to drainAcks.
 func (r *Runtime) finish(j *Job, o outcome) {
 	ctx := context.Background() // the acknowledgement must land even during shutdown
 	r.mu.Lock()

@@ -165,9 +165,8 @@ func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Du
 // take back from its enqueuer. The jobs returned are shared with the transaction until wait
 // returns: read them, clone them to change them.
 func (s *Store) LeaseQueued(ctx context.Context, queue string, n int, leaseFor time.Duration) (jobs []*Job, wait func() error, err error) {
-	nothing := func() error { return nil }
 	if n <= 0 || s.Paused(queue) || s.Ready(queue) == 0 {
-		return nil, nothing, nil
+		return nil, func() error { return nil }, nil
 	}
 	var out []*Job
 	leased := make(chan struct{})

@@ -140,6 +140,18 @@ type leased struct {
 	err  error
 }
 
+// leaseWhileHeld opens a store with one ready job, holds the committer, and queues a LeaseQueued
+// for it behind the hold; release lets the batch run.
+func leaseWhileHeld(t *testing.T) (s *Store, b *bundle, j *Job, release func(), got <-chan leased) {
+	t.Helper()
+	s, b = setup(t)
+	j = insert(t, s, newJob("q", 0, b.clock.Now()))[0]
+	release = hold(t, s, nil)
+	got = leaseQueued(s, "q")
+	queued(t, s, 1)
+	return s, b, j, release, got
+}
+
 // leaseQueued calls LeaseQueued for up to 5 jobs of queue from a goroutine, since it returns only
 // once the committer has run the lease.
 func leaseQueued(s *Store, queue string) <-chan leased {
@@ -173,12 +185,8 @@ func back(j *Job) error {
 // TestLeaseQueuedReturnsBeforeTheCommit: the jobs come back while the transaction is still open,
 // and an acknowledgement sent then lands in the same commit.
 func TestLeaseQueuedReturnsBeforeTheCommit(t *testing.T) {
-	s, b := setup(t)
+	s, b, j, release, got := leaseWhileHeld(t)
 	ctx := context.Background()
-	j := insert(t, s, newJob("q", 0, b.clock.Now()))[0]
-	release := hold(t, s, nil)
-	got := leaseQueued(s, "q")
-	queued(t, s, 1)
 	// A second request holds the transaction open after the lease has run in it.
 	entered, releaseSecond := block(t, s, nil)
 	before := s.CommitStats().Commits
@@ -244,12 +252,8 @@ func TestLeaseQueuedSkipsJobsOfItsOwnBatch(t *testing.T) {
 // TestLeaseQueuedFailedCommit: when the lease's transaction fails, the caller still gets the jobs
 // it may have started, wait reports the failure, and the file still has them ready.
 func TestLeaseQueuedFailedCommit(t *testing.T) {
-	s, b := setup(t)
+	s, _, j, release, got := leaseWhileHeld(t)
 	ctx := context.Background()
-	j := insert(t, s, newJob("q", 0, b.clock.Now()))[0]
-	release := hold(t, s, nil)
-	got := leaseQueued(s, "q")
-	queued(t, s, 1)
 	broken := fmt.Errorf("%w: disk gone", errWrite)
 	if _, err := s.send(ctx, func(*txn) error { return broken }); err != nil {
 		t.Fatal(err)
