@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -269,5 +270,99 @@ func TestConcurrentChurn(t *testing.T) {
 	}
 	if s := p.Stats(); s.Running != 0 || s.Waiting != 0 {
 		t.Fatalf("leaked slots: %+v", s)
+	}
+}
+
+// TestFinishingWorkerTakesQueuedTasks: a worker whose task ends runs the tasks waiting in the
+// backlog itself, in FIFO order, on its own (pinned) thread, and goes on after a panic; an Acquire
+// waiter still gets the slot handed over; a Submit whose context ends while it waits never runs.
+func TestFinishingWorkerTakesQueuedTasks(t *testing.T) {
+	cpus, err := schedAffinity()
+	if err != nil {
+		t.Skipf("no CPU affinity here: %v", err)
+	}
+	p, err := New(Options{Name: "pinned", Size: 1, Backlog: 10, PinCPUs: cpus[:1], Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := p.Release(ctx); err != nil {
+			t.Errorf("release: %v", err)
+		}
+	}()
+	ctx := context.Background()
+
+	var mu sync.Mutex
+	var order []int
+	tids := map[int]bool{}
+	record := func(i int) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, i)
+		tids[Gettid()] = true
+	}
+	block := make(chan struct{})
+	if err := p.Submit(ctx, func() { record(0); <-block }); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	submitted := make(chan error, 10)
+	canceled, cancel := context.WithCancel(ctx)
+	var ranCanceled atomic.Bool
+	for i := 1; i <= 5; i++ {
+		c, task := ctx, func() { record(i); wg.Done() }
+		switch i {
+		case 2:
+			task = func() { record(i); wg.Done(); panic("boom") }
+		case 3:
+			c, task = canceled, func() { ranCanceled.Store(true) }
+		}
+		if i != 3 {
+			wg.Add(1)
+		}
+		go func() { submitted <- p.Submit(c, task) }()
+		waitFor(t, "task in the backlog", func() bool { return p.Waiting() == i })
+	}
+	cancel()
+	if err := <-submitted; !errors.Is(err, ErrQueueTimeout) {
+		t.Fatalf("Submit with its context canceled while waiting = %v, want ErrQueueTimeout", err)
+	}
+	// An Acquire waiter behind the tasks gets the slot once they are done.
+	acquired := make(chan func(), 1)
+	go func() {
+		r, err := p.Acquire(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		acquired <- r
+	}()
+	waitFor(t, "Acquire in the backlog", func() bool { return p.Waiting() == 5 })
+	close(block)
+	wg.Wait()
+	for range 4 {
+		if err := <-submitted; err != nil {
+			t.Fatalf("Submit = %v", err)
+		}
+	}
+	release := <-acquired
+	if s := p.Stats(); s.Running != 1 || s.Waiting != 0 || s.Panics != 1 {
+		t.Fatalf("stats with the Acquire caller holding the slot: %+v", s)
+	}
+	release()
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []int{0, 1, 2, 4, 5}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Fatalf("ran in order %v, want %v", order, want)
+	}
+	if len(tids) != 1 {
+		t.Fatalf("tasks ran on %d threads, want the one pinned worker's", len(tids))
+	}
+	if ranCanceled.Load() {
+		t.Fatal("a task whose Submit was canceled ran")
+	}
+	if p.Running() != 0 {
+		t.Fatalf("running %d after all released", p.Running())
 	}
 }
