@@ -34,6 +34,10 @@ start_tandem j1 GOGC=400 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_
 j1 "threads 64, prefetch 64, GOGC=400"
 echo "  RSS after it: $(awk '/VmRSS/ {print int($2/1024)}' /proc/$TANDEM_PID/status) MiB"
 stop_tandem
+# A pinned worker is locked to its OS thread: each wake-up for a job switches threads (docs/scaling.md).
+start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64 TANDEM_JOBS_PIN_CPUS=false
+j1 "threads 64, prefetch 64, pin_cpus false"
+stop_tandem
 
 echo "J1 in-process (Go API):"
 (cd "$ROOT" && go test -run XXX -bench BenchmarkEndToEnd -benchtime 50000x ./jobs/ | grep -E 'jobs/s')
