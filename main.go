@@ -54,12 +54,19 @@ func commands() []command {
 // run dispatches to a subcommand and maps its error to an exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	name := "serve"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		usage(stdout) // the commands first; 'tandem serve --help' lists the default's flags
+		return exitOK
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
 	if name == "help" {
-		usage(stdout)
-		return exitOK
+		if len(args) == 0 {
+			usage(stdout)
+			return exitOK
+		}
+		name, args = args[0], []string{"--help"} // 'tandem help CMD' as 'tandem CMD --help'
 	}
 	for _, c := range commands() {
 		if c.name != name {
@@ -88,7 +95,8 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'tandem COMMAND --help' for a command's flags.")
+	fmt.Fprintln(w, "\nWith no command, tandem runs serve: 'tandem --threads 16' is 'tandem serve --threads 16'.")
+	fmt.Fprintln(w, "Run 'tandem help COMMAND' or 'tandem COMMAND --help' for a command's flags.")
 }
 
 // usageError is a mistake in the command line: exit status 2.

@@ -91,6 +91,25 @@ func TestUnknownCommand(t *testing.T) {
 	}
 }
 
+// TestHelp: a new user's first tries list the commands on stdout and exit 0; help for one
+// command prints its flags; help for an unknown command is a usage error.
+func TestHelp(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		r := runTandem(t, dir, nil, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Commands:") || !strings.Contains(r.stdout, "enqueue ") {
+			t.Errorf("tandem %v: %+v, want the command list on stdout", args, r)
+		}
+	}
+	r := runTandem(t, dir, nil, "help", "enqueue")
+	if r.code != 0 || !strings.Contains(r.stderr, "--payload") {
+		t.Errorf("tandem help enqueue: %+v, want enqueue's flags", r)
+	}
+	if r := runTandem(t, dir, nil, "help", "frobnicate"); r.code != 2 || !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
+		t.Errorf("tandem help frobnicate: %+v", r)
+	}
+}
+
 // TestConfigLayers checks defaults < file < env < flags through `tandem config --sources`.
 func TestConfigLayers(t *testing.T) {
 	dir := t.TempDir()
