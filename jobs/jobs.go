@@ -121,7 +121,9 @@ func Snooze(d time.Duration) error { return &snoozeError{max(d, 0)} }
 
 // ValidationError lists what is wrong with a request, field path -> message.
 type ValidationError struct {
-	Fields map[string]string
+	// Subject names what was invalid in the message ("invalid <Subject>: ..."). Default "job".
+	Subject string
+	Fields  map[string]string
 }
 
 func (e *ValidationError) Error() string {
@@ -134,7 +136,7 @@ func (e *ValidationError) Error() string {
 	for i, k := range keys {
 		parts[i] = k + ": " + e.Fields[k]
 	}
-	return "invalid job: " + strings.Join(parts, "; ")
+	return "invalid " + cmp.Or(e.Subject, "job") + ": " + strings.Join(parts, "; ")
 }
 
 func (e *ValidationError) add(field, msg string) {

@@ -234,7 +234,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	if len(fields) > 0 {
-		badRequest(w, (&jobs.ValidationError{Fields: fields}).Error(), fields)
+		badRequest(w, (&jobs.ValidationError{Subject: "query", Fields: fields}).Error(), fields)
 		return
 	}
 	list, next, err := s.opts.Jobs.List(r.Context(), f)
