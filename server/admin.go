@@ -21,7 +21,7 @@ func (s *Server) adminRouter() chi.Router {
 	a := chi.NewRouter()
 	a.NotFound(notFound)
 	a.MethodNotAllowed(methodNotAllowed)
-	a.Use(s.adminAuth(a), requireJSON, s.limitBody)
+	a.Use(s.adminAuth(a), sameOrigin, requireJSON, s.limitBody)
 	a.Get("/admin/runtime", s.runtimeInfo)
 	a.Get("/admin/pools", s.listPools)
 	a.Put("/admin/pools/{name}", s.resizePool)
@@ -81,12 +81,16 @@ func (s *Server) adminAuth(mux *chi.Mux) func(http.Handler) http.Handler {
 	}
 }
 
-// requireJSON refuses mutating requests that are not application/json: a form on another site
-// cannot send that without a CORS preflight, which tandem never answers.
+// requireJSON refuses a mutating request whose body is not application/json. A request with no
+// body (pause, resume, unpin) needs no Content-Type, so `curl -X POST` works; sameOrigin is what
+// keeps other sites' pages out.
 func requireJSON(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+			if r.ContentLength == 0 { // -1 (unknown, chunked) counts as a body
+				break
+			}
 			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if err != nil || mt != "application/json" {
 				writeError(w, r, http.StatusUnsupportedMediaType, "send Content-Type: application/json")

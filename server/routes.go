@@ -47,7 +47,7 @@ func (s *Server) mainRouter() chi.Router {
 		admitted.Get("/demo/cpu", demoCPU)
 	}
 	if s.opts.Jobs != nil {
-		admitted.Route("/v1", s.jobRoutes)
+		admitted.With(sameOrigin).Route("/v1", s.jobRoutes)
 	}
 	return admitted
 }

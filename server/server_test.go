@@ -434,6 +434,10 @@ func TestAdminAuthAndValidation(t *testing.T) {
 		{"pause unknown queue", "POST", "/admin/queues/nope/pause", `{}`, auth, 404},
 		{"pause", "POST", "/admin/queues/default/pause", `{}`, auth, 200},
 		{"resume", "POST", "/admin/queues/default/resume", `{}`, auth, 200},
+		{"pause with no body or Content-Type", "POST", "/admin/queues/default/pause", "", map[string]string{"Authorization": "Bearer " + token}, 200},
+		{"cross-site page (Sec-Fetch-Site)", "POST", "/admin/queues/default/resume", "", map[string]string{"Authorization": "Bearer " + token, "Sec-Fetch-Site": "cross-site"}, 403},
+		{"cross-site page (Origin)", "PUT", "/admin/pools/http", `{"size":2}`, map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json", "Origin": "http://evil.example"}, 403},
+		{"same-origin page (the dashboard)", "POST", "/admin/queues/default/resume", "", map[string]string{"Authorization": "Bearer " + token, "Sec-Fetch-Site": "same-origin"}, 200},
 	}
 	for _, tc := range cases {
 		code, hdr, body := b.do(t, tc.method, b.adminURL+tc.path, tc.body, tc.hdr)
