@@ -10,7 +10,11 @@ import (
 // TestJobsCLI drives the operator CLI against a running tandem: enqueue (with a bad payload, an
 // unknown kind and a unique key), list, show, cancel, retry and delete, and their exit statuses.
 func TestJobsCLI(t *testing.T) {
-	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
+	db := filepath.Join(t.TempDir(), "db")
+	p := startTandem(t, "TANDEM_STORE_PATH="+db)
+	if p.Started["store"] != db || p.Started["store_sync"] != "always" {
+		t.Errorf("start line: store %v sync %v, want %s and always", p.Started["store"], p.Started["store_sync"], db)
+	}
 	cli := func(args ...string) result {
 		return runTandem(t, t.TempDir(), []string{"TANDEM_SERVER_URL=" + p.HTTPURL, "TANDEM_ADMIN_URL=" + p.AdminURL}, args...)
 	}

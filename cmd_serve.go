@@ -126,7 +126,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"cpu_quota", nullable(res.CPUQuota), "cpus_allowed", res.CPUsAllowed,
 		"memory_limit", nullable(res.MemoryLimit), "gomemlimit", nullable(rt.GOMEMLIMIT),
 		"threads", sz.threads, "concurrency", sz.concurrency,
-		"http_addr", srv.Addr(), "admin_addr", srv.AdminAddr(), "version", version)
+		"http_addr", srv.Addr(), "admin_addr", srv.AdminAddr(),
+		"store", cfg.Store.Path, "store_sync", cfg.Store.Sync, "version", version)
 	notify := systemd.NewNotifier(systemd.NotifierOptions{Logger: log, Health: func(ctx context.Context) error {
 		return st.Ping(ctx) // a stuck store (a hung disk) stops the watchdog pings
 	}})
