@@ -171,7 +171,8 @@ type Observer interface {
 type Options struct {
 	// Store holds the jobs. Required.
 	Store *store.Store
-	// Pool runs the handlers (the concurrency knob). Required.
+	// Pool runs the handlers (the concurrency knob). Required. Its backlog must be at least
+	// Prefetch, for the jobs leased ahead of a free worker: pool.MaxBacklog is simplest.
 	Pool *pool.Pool
 	// Queues are the known queues. Default {"default": {Weight: 1}}. Enqueueing to another is an error.
 	Queues map[string]QueueOptions
@@ -260,6 +261,11 @@ func (o Options) validate() error {
 		return errors.New("jobs: Options.Pool is required")
 	case o.Prefetch < 0:
 		return fmt.Errorf("jobs: Options.Prefetch: must be >= 0, got %d", o.Prefetch)
+	case o.Pool.Stats().Backlog < o.Prefetch:
+		// A prefetched job refused by a full backlog goes back to ready and is leased again at
+		// once: a loop of commits that runs nothing.
+		return fmt.Errorf("jobs: Options.Pool: its backlog (%d) must hold the prefetched jobs (Prefetch %d), "+
+			"which wait there for a free worker; pool.MaxBacklog is simplest", o.Pool.Stats().Backlog, o.Prefetch)
 	}
 	for name, q := range o.Queues {
 		if name == "" || strings.IndexByte(name, 0) >= 0 {

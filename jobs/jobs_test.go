@@ -322,6 +322,26 @@ func TestValidation(t *testing.T) {
 	}
 }
 
+// TestNewRefusesAPoolWithoutRoomForPrefetch: prefetched jobs wait in the pool's backlog; a pool
+// whose backlog cannot hold them is refused at New, with a message saying what to do.
+func TestNewRefusesAPoolWithoutRoomForPrefetch(t *testing.T) {
+	_, b := setup(t, 1, nil)
+	small, err := pool.New(pool.Options{Name: "jobs", Size: 2, Backlog: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Release(context.Background())
+	for _, c := range []struct {
+		prefetch int
+		ok       bool
+	}{{4, false}, {3, true}} {
+		_, err := New(Options{Store: b.store, Pool: small, Prefetch: c.prefetch})
+		if c.ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "backlog (3) must hold the prefetched jobs (Prefetch 4)")) {
+			t.Errorf("prefetch %d with a backlog of 3: %v", c.prefetch, err)
+		}
+	}
+}
+
 func TestMaxPending(t *testing.T) {
 	rt, _ := setup(t, 1, func(o *Options) { o.MaxPending = 2 })
 	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
