@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDiskFullAnswers503AndRecovers: a real tandem whose database sits on a small tmpfs. Once the
+// filesystem is full, POST /v1/jobs answers 503 with Retry-After and a JSON error; every job
+// answered 201 before is still there; when space returns, enqueues succeed again without a restart;
+// and after a restart every acknowledged job is still there.
+func TestDiskFullAnswers503AndRecovers(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	env := []string{"TANDEM_STORE_PATH=" + filepath.Join(dir, "tandem.db")}
+	p := startTandem(t, env...)
+	ctx := context.Background()
+	hc := &http.Client{Timeout: 10 * time.Second}
+	// Scheduled an hour ahead, so the jobs stay in the store while the test looks at them.
+	job := func(payloadBytes int) map[string]any {
+		return map[string]any{"kind": "noop", "delay": "1h", "payload": map[string]string{"pad": strings.Repeat("x", payloadBytes)}}
+	}
+	acked := enqueueMany(ctx, t, p.HTTPURL, 50, 4, job(10), nil)
+	if len(acked) != 50 {
+		t.Fatalf("%d of 50 enqueues before filling the disk succeeded", len(acked))
+	}
+
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling the disk: %v", err)
+			}
+			break
+		}
+	}
+	f.Close()
+
+	// Enqueue until the store can no longer grow: 503, Retry-After, a JSON error, nothing lost.
+	var refused bool
+	for i := 0; i < 2000 && !refused; i++ {
+		body, _ := json.Marshal(job(3000))
+		resp, err := hc.Post(p.HTTPURL+"/v1/jobs", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct{ ID, Error string }
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("status %d without a JSON body: %v", resp.StatusCode, err)
+		}
+		switch resp.StatusCode {
+		case http.StatusCreated:
+			acked = append(acked, out.ID)
+		case http.StatusServiceUnavailable:
+			refused = true
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(out.Error, "no space left") {
+				t.Fatalf("503 on a full disk: Retry-After %q, error %q", resp.Header.Get("Retry-After"), out.Error)
+			}
+		default:
+			t.Fatalf("enqueue on a full disk: status %d, error %q", resp.StatusCode, out.Error)
+		}
+	}
+	if !refused {
+		t.Fatal("2,000 enqueues of 3 KB fitted on a full 4 MB filesystem")
+	}
+	checkPresent := func(when string) {
+		t.Helper()
+		for _, id := range acked {
+			var j jobJSON
+			if code, err := call(ctx, hc, http.MethodGet, p.HTTPURL+"/v1/jobs/"+id, "", nil, &j); err != nil || code != http.StatusOK {
+				t.Fatalf("%s: acknowledged job %s: status %d, %v", when, id, code, err)
+			}
+		}
+	}
+	t.Logf("%d jobs acknowledged before the first 503", len(acked))
+	checkPresent("with the disk full")
+
+	// Space returns: enqueues work again, without a restart.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ids := enqueueMany(ctx, t, p.HTTPURL, 1, 1, job(10), nil)
+		if len(ids) == 1 {
+			acked = append(acked, ids[0])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery 10 s after space returned; logs:\n%s", p.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Everything acknowledged survives a restart, and the file opens cleanly.
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM; logs:\n%s", code, p.Logs())
+	}
+	p = startTandem(t, env...)
+	checkPresent("after the restart")
+}
