@@ -174,13 +174,17 @@ func TestDashboardEndToEnd(t *testing.T) {
 	waitJS(t, ctx, "runtime", `document.querySelector('#runtime').textContent.includes('GOMAXPROCS')`)
 
 	// An invalid size shows the API's validation error.
-	do(t, ctx, chromedp.Focus(chromedp.CSS("#size-jobs")), chromedp.Clear(chromedp.CSS("#size-jobs")), chromedp.SendKeys(chromedp.CSS("#size-jobs"), "0"), chromedp.Click(chromedp.CSS("#resize-jobs")))
+	typeSize := func(v string) []chromedp.Action[chromedp.Void] {
+		// As an operator would: click into the field, empty it, type. (chromedp.Clear empties only
+		// the value attribute, which no longer reflects a field the page has set.)
+		return []chromedp.Action[chromedp.Void]{chromedp.Focus(chromedp.CSS("#size-jobs")), chromedp.SetValue(chromedp.CSS("#size-jobs"), ""),
+			chromedp.SendKeys(chromedp.CSS("#size-jobs"), v), chromedp.Click(chromedp.CSS("#resize-jobs"))}
+	}
+	do(t, ctx, typeSize("0")...)
 	waitJS(t, ctx, "the validation error", `document.querySelector('#err-jobs')?.textContent.includes('between 1 and 4096')`)
-	// A valid resize, confirmed by the admin API. Focus first, as an operator clicking into the
-	// field would: the dashboard re-renders the pools every refresh unless their input has the
-	// focus, and the error above left it blurred; without it, a refresh landing between Clear and
-	// SendKeys replaced the input (a failure seen under load in CI).
-	do(t, ctx, chromedp.Focus(chromedp.CSS("#size-jobs")), chromedp.Clear(chromedp.CSS("#size-jobs")), chromedp.SendKeys(chromedp.CSS("#size-jobs"), "5"), chromedp.Click(chromedp.CSS("#resize-jobs")))
+	// A valid resize, confirmed by the admin API. Refreshes keep updating the card meanwhile; they
+	// never replace the field or overwrite what was typed into it.
+	do(t, ctx, typeSize("5")...)
 	waitJS(t, ctx, "the new size", `document.querySelector('#pool-jobs .size')?.textContent === '5'`)
 	var pools map[string]struct{ Size int }
 	tu.api(t, "GET", tu.admin+"/admin/pools", nil, &pools)

@@ -87,45 +87,74 @@ function sparkline(samples, key, max) {
   return svg;
 }
 
+// Pool cards are built once and updated in place, so the size field and the Resize button an
+// operator is using are never replaced under the pointer by a refresh.
+const poolCards = {}; // pool -> the card's live elements
+
+function poolCard(name) {
+  const c = {};
+  c.err = el('p', { class: 'field-error', id: `err-${name}`, role: 'alert' });
+  // No min/max on the input: tandem validates, and its message is what the operator should see.
+  c.input = el('input', { type: 'number', 'data-pool': name, id: `size-${name}`, 'aria-label': `${name} pool size` });
+  // A typed size stays until it is submitted or Escape is pressed, even once the field lost the
+  // focus (pressing Resize moves the focus before the click lands).
+  c.editing = false;
+  c.input.addEventListener('input', () => { c.editing = true; });
+  c.input.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') { c.editing = false; c.input.blur(); refresh(); } });
+  const form = el('form', { class: 'resize', novalidate: '', onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      await call('PUT', `/admin/pools/${name}`, { size: Number(c.input.value) });
+      delete poolErrors[name];
+    } catch (e) {
+      if (e.status === 401 || e.status === 0) return handleError(e);
+      poolErrors[name] = e.fields ? Object.entries(e.fields).map(([k, v]) => `${k}: ${v}`).join('; ') : e.message;
+    }
+    c.editing = false;
+    c.input.blur();
+    refresh();
+  } }, c.input, el('button', { type: 'submit', id: `resize-${name}` }, 'Resize'));
+  const stat = (label, cls) => { c[cls] = el('b', { class: cls }); return el('span', {}, label + ' ', c[cls]); };
+  c.title = el('h3');
+  c.backlogStat = stat('backlog', 'backlog');
+  c.chart = el('div');
+  c.root = el('div', { class: 'pool', id: `pool-${name}` }, c.title,
+    el('div', { class: 'stats' }, stat('size', 'size'), stat('running', 'running'), stat('waiting', 'waiting'),
+      c.backlogStat, stat('rejected', 'rejected')),
+    c.chart, form, c.err);
+  c.pinState = null;
+  return c;
+}
+
 function renderPools(pools) {
   const box = $('#pools');
-  const focused = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.pool;
-  if (focused) return; // do not re-render under the operator's typing
-  box.replaceChildren();
-  for (const name of Object.keys(pools).sort()) {
+  const names = Object.keys(pools).sort();
+  for (const name of Object.keys(poolCards)) {
+    if (!(name in pools)) { poolCards[name].root.remove(); delete poolCards[name]; }
+  }
+  for (const name of names) {
     const p = pools[name];
     (history[name] ||= []).push(p);
     if (history[name].length > HISTORY) history[name].shift();
     const max = Math.max(...history[name].map((s) => Math.max(s.size, s.running + s.waiting)));
-    const err = el('p', { class: 'field-error', id: `err-${name}`, role: 'alert' }, poolErrors[name] || '');
-    // No min/max on the input: tandem validates, and its message is what the operator should see.
-    const input = el('input', { type: 'number', value: p.size, 'data-pool': name, id: `size-${name}`, 'aria-label': `${name} pool size` });
-    const form = el('form', { class: 'resize', novalidate: '', onsubmit: async (ev) => {
-      ev.preventDefault();
-      try {
-        await call('PUT', `/admin/pools/${name}`, { size: Number(input.value) });
-        delete poolErrors[name];
-        input.blur();
-      } catch (e) {
-        if (e.status === 401 || e.status === 0) return handleError(e);
-        poolErrors[name] = e.fields ? Object.entries(e.fields).map(([k, v]) => `${k}: ${v}`).join('; ') : e.message;
-        input.blur();
-      }
-      refresh();
-    } }, input, el('button', { type: 'submit', id: `resize-${name}` }, 'Resize'));
-    const pin = p.autoscale ? (p.pinned
-      ? el('button', { type: 'button', class: 'link', onclick: async () => { try { await call('DELETE', `/admin/pools/${name}/pin`, {}); refresh(); } catch (e) { handleError(e); } } }, 'pinned — hand back to autoscale')
-      : el('span', { class: 'tag' }, 'autoscaling')) : '';
-    box.append(el('div', { class: 'pool', id: `pool-${name}` },
-      el('h3', {}, name, ' ', pin),
-      el('div', { class: 'stats' },
-        el('span', {}, 'size ', el('b', { class: 'size' }, p.size)),
-        el('span', {}, 'running ', el('b', { class: 'running' }, p.running)),
-        el('span', {}, 'waiting ', el('b', { class: 'waiting' }, p.waiting)),
-        p.backlog !== undefined ? el('span', {}, 'backlog ', el('b', {}, p.backlog)) : '',
-        el('span', {}, 'rejected ', el('b', {}, p.rejected))),
-      sparkline(history[name], 'running', max),
-      form, err));
+    const c = (poolCards[name] ||= poolCard(name));
+    if (!c.root.isConnected) { // a new card, in sorted order; moving a live one would blur its field
+      const next = names.slice(names.indexOf(name) + 1).map((n) => poolCards[n]?.root).find((r) => r?.isConnected);
+      box.insertBefore(c.root, next || null);
+    }
+    for (const k of ['size', 'running', 'waiting', 'backlog', 'rejected']) c[k].textContent = p[k] ?? '';
+    c.backlogStat.hidden = p.backlog === undefined;
+    if (!c.editing && document.activeElement !== c.input) c.input.value = p.size; // never under the operator's typing
+    c.err.textContent = poolErrors[name] || '';
+    c.chart.replaceChildren(sparkline(history[name], 'running', max));
+    const pinState = p.autoscale ? (p.pinned ? 'pinned' : 'auto') : 'none';
+    if (pinState !== c.pinState) {
+      c.pinState = pinState;
+      const pin = pinState === 'pinned'
+        ? el('button', { type: 'button', class: 'link', onclick: async () => { try { await call('DELETE', `/admin/pools/${name}/pin`, {}); refresh(); } catch (e) { handleError(e); } } }, 'pinned — hand back to autoscale')
+        : pinState === 'auto' ? el('span', { class: 'tag' }, 'autoscaling') : '';
+      c.title.replaceChildren(name, ' ', pin);
+    }
   }
 }
 
