@@ -4,15 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
 // TestDiskFullAnswers503AndRecovers: a real tandem whose database sits on a small tmpfs. Once the
@@ -20,15 +20,7 @@ import (
 // answered 201 before is still there; when space returns, enqueues succeed again without a restart;
 // and after a restart every acknowledged job is still there.
 func TestDiskFullAnswers503AndRecovers(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
+	dir := tandemtest.Tmpfs(t, "4m")
 	env := []string{"TANDEM_STORE_PATH=" + filepath.Join(dir, "tandem.db")}
 	p := startTandem(t, env...)
 	ctx := context.Background()
@@ -42,21 +34,7 @@ func TestDiskFullAnswers503AndRecovers(t *testing.T) {
 		t.Fatalf("%d of 50 enqueues before filling the disk succeeded", len(acked))
 	}
 
-	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling the disk: %v", err)
-			}
-			break
-		}
-	}
-	f.Close()
+	filler := tandemtest.FillDisk(t, dir)
 
 	// Enqueue until the store can no longer grow: 503, Retry-After, a JSON error, nothing lost.
 	var refused bool

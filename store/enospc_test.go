@@ -4,34 +4,20 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// tmpfs mounts a small tmpfs (root only) so the disk can really fill up; it skips elsewhere.
-func tmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
+	"github.com/tandem-run/tandem/internal/tandemtest"
+)
 
 // TestDiskFullFailsWritesAndRecovers: with the disk full, inserts fail with ENOSPC and write
 // nothing; every job acknowledged before is still there; once space returns, writes work again
 // without a restart.
 func TestDiskFullFailsWritesAndRecovers(t *testing.T) {
-	dir := tmpfs(t, "8m")
+	dir := tandemtest.Tmpfs(t, "8m")
 	b := &bundle{path: filepath.Join(dir, "tandem.db"), clock: &clock{t: time.Now()}}
 	s := openAt(t, b)
 	ctx := context.Background()
@@ -39,19 +25,7 @@ func TestDiskFullFailsWritesAndRecovers(t *testing.T) {
 	for range 20 {
 		acked = append(acked, insert(t, s, newJob("q", 0, time.Time{}))[0].ID)
 	}
-	// Fill the rest of the filesystem.
-	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			break
-		}
-	}
-	f.Close()
+	filler := tandemtest.FillDisk(t, dir)
 	// Writes now fail (the file must grow or sync new pages), with an error callers can see.
 	var failed error
 	for i := 0; i < 2000 && failed == nil; i++ {
