@@ -179,14 +179,10 @@ func (p *Pool) Name() string { return p.opts.Name }
 // released. After a nil error the caller must call release exactly once. Acquire lets a caller run
 // the work on its own goroutine; Submit and Do run it on the pool's.
 func (p *Pool) Acquire(ctx context.Context) (release func(), err error) {
-	_, err = p.acquire(ctx, 0, nil)
-	if err != nil {
-		return nil, err
-	}
-	return p.release, nil
+	return p.AcquireWithin(ctx, 0)
 }
 
-// AcquireWithin is Acquire that also gives up after waiting d. Unlike a context.WithTimeout made
+// AcquireWithin is Acquire that also gives up after waiting d (0: only ctx bounds the wait). Unlike a context.WithTimeout made
 // by the caller, it starts a timer only when the caller really has to wait, which is what the
 // threads pool's per-request admission wants: most requests find a slot free.
 func (p *Pool) AcquireWithin(ctx context.Context, d time.Duration) (release func(), err error) {

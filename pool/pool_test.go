@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
 // ants starts the goroutines of its package-level default pool at init; they are not ours.
@@ -31,18 +33,6 @@ func newTestPool(t *testing.T, size, backlog int) *Pool {
 		}
 	})
 	return p
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestNewValidates(t *testing.T) {
@@ -77,7 +67,7 @@ func TestAcquireBacklogAndFIFO(t *testing.T) {
 			mu.Unlock()
 			r()
 		}()
-		waitFor(t, "waiter queued", func() bool { return p.Waiting() == i+1 })
+		tandemtest.WaitFor(t, "waiter queued", func() bool { return p.Waiting() == i+1 })
 	}
 	if _, err := p.Acquire(ctx); !errors.Is(err, ErrBacklogFull) {
 		t.Fatalf("third waiter: got %v, want ErrBacklogFull", err)
@@ -120,7 +110,7 @@ func TestTuneGrowAdmitsWaitersAndShrinkDrains(t *testing.T) {
 			got <- r
 		}()
 	}
-	waitFor(t, "3 waiters", func() bool { return p.Waiting() == 3 })
+	tandemtest.WaitFor(t, "3 waiters", func() bool { return p.Waiting() == 3 })
 	if old, err := p.Tune(3); err != nil || old != 1 {
 		t.Fatalf("Tune(3) = %d, %v", old, err)
 	}
@@ -184,8 +174,8 @@ func TestSubmitRunsAndRecoversPanics(t *testing.T) {
 	if maxRunning.Load() > 2 {
 		t.Fatalf("%d tasks ran at once in a pool of 2", maxRunning.Load())
 	}
-	waitFor(t, "panics counted", func() bool { return p.Stats().Panics == 5 })
-	waitFor(t, "slots released", func() bool { return p.Running() == 0 })
+	tandemtest.WaitFor(t, "panics counted", func() bool { return p.Stats().Panics == 5 })
+	tandemtest.WaitFor(t, "slots released", func() bool { return p.Running() == 0 })
 }
 
 func TestDoWaits(t *testing.T) {
@@ -207,7 +197,7 @@ func TestReleaseRefusesWaitersAndNewCallers(t *testing.T) {
 	release, _ := p.Acquire(context.Background())
 	errc := make(chan error, 1)
 	go func() { _, err := p.Acquire(context.Background()); errc <- err }()
-	waitFor(t, "waiter", func() bool { return p.Waiting() == 1 })
+	tandemtest.WaitFor(t, "waiter", func() bool { return p.Waiting() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	go func() { time.Sleep(10 * time.Millisecond); release() }()
@@ -323,7 +313,7 @@ func TestFinishingWorkerTakesQueuedTasks(t *testing.T) {
 			wg.Add(1)
 		}
 		go func() { submitted <- p.Submit(c, task) }()
-		waitFor(t, "task in the backlog", func() bool { return p.Waiting() == i })
+		tandemtest.WaitFor(t, "task in the backlog", func() bool { return p.Waiting() == i })
 	}
 	cancel()
 	if err := <-submitted; !errors.Is(err, ErrQueueTimeout) {
@@ -338,7 +328,7 @@ func TestFinishingWorkerTakesQueuedTasks(t *testing.T) {
 		}
 		acquired <- r
 	}()
-	waitFor(t, "Acquire in the backlog", func() bool { return p.Waiting() == 5 })
+	tandemtest.WaitFor(t, "Acquire in the backlog", func() bool { return p.Waiting() == 5 })
 	close(block)
 	wg.Wait()
 	for range 4 {

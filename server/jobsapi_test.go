@@ -6,7 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
 // decodeJSON decodes a response body or fails the test.
@@ -168,7 +169,7 @@ func TestJobAPILifecycle(t *testing.T) {
 	if code, _, out := b.do(t, "DELETE", b.base+"/v1/jobs/"+batch.Jobs[0].ID, "", nil); code != 409 {
 		t.Fatalf("delete of a waiting job: %d %s", code, out)
 	}
-	waitFor(t, "the retried job to succeed", func() bool {
+	tandemtest.WaitFor(t, "the retried job to succeed", func() bool {
 		return decodeJSON[apiJob](t, "get", get("/v1/jobs/"+first.ID, 200)).State == "succeeded"
 	})
 	if code, _, out := b.do(t, "DELETE", b.base+"/v1/jobs/"+first.ID, "", nil); code != 204 {
@@ -205,17 +206,5 @@ func TestJobAPILifecycle(t *testing.T) {
 	}
 	if code, _, _ := b.do(t, "POST", b.adminURL+"/admin/queues/nosuch/pause", "", nil); code != 404 && code != 400 {
 		t.Fatalf("pausing an unknown queue: %d", code)
-	}
-}
-
-// waitFor polls cond until it holds or 5 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -2,7 +2,7 @@
 // chosen by the kernel, its logs captured, its addresses read from its "tandem started" line, and
 // killed by PID at the test's cleanup if still running. The main package's process tests and the
 // dashboard's browser test share it; the store's and the binary's disk-full tests share Tmpfs and
-// FillDisk.
+// FillDisk; package tests poll with WaitFor.
 package tandemtest
 
 import (
