@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Job benchmarks (issue 4). Prints figures; asserts nothing. store.sync=always throughout.
 #   J1  20,000 noop jobs over HTTP by 64 clients, concurrency 2: enqueue and end-to-end rates;
-#       the same through /v1/jobs/batch (100 a batch); in-process through the Go API.
+#       the same through /v1/jobs/batch (100 a batch); both again for 5 s under wrk, beside the
+#       machine's ceiling (bench/ceiling); in-process through the Go API.
 #   J2  2,000 sleep jobs of 50 ms, concurrency 16, against the ideal 6.25 s.
 #   P99 POST /v1/jobs latency at a steady 2,000 jobs/s.
 #   SCALE (SCALE=1) J1 and start-up time with 1,000,000 finished + 100,000 waiting jobs.
@@ -37,6 +38,38 @@ stop_tandem
 # A pinned worker is locked to its OS thread: each wake-up for a job switches threads (docs/scaling.md).
 start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64 TANDEM_JOBS_PIN_CPUS=false
 j1 "threads 64, prefetch 64, pin_cpus false"
+stop_tandem
+
+# The same J1 driven by wrk, a C load generator: bench/load is Go's HTTP client and takes about as
+# much CPU per request as tandem's HTTP side, on the same 2 cores. "ceiling" (bench/ceiling) answers
+# a constant 201 with bare net/http under the same wrk: the most this machine serves. End to end
+# runs from wrk's start until GET /v1/queues shows nothing waiting or running.
+(cd "$ROOT" && go build -o "$OUT/ceiling" ./bench/ceiling)
+printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
+  "$(python3 -c "import json; print(json.dumps('{\"kind\":\"noop\"}'))")" > "$OUT/one.lua"
+printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
+  "$(python3 -c "import json; print(json.dumps(json.dumps({'jobs':[{'kind':'noop'}]*100})))")" > "$OUT/batch.lua"
+wrk_j1() { # wrk_j1 LABEL PATH LUA CONNS JOBS_PER_REQUEST: J1 for 5 s on the tandem already started
+  local t0 rps t1 done
+  t0=$(date +%s.%N)
+  rps=$(wrk_rps -t2 -c"$4" -d5s -s "$OUT/$3" "$HTTP_URL$2")
+  for _ in $(seq 1 12000); do # at most 60 s
+    curl -fsS "$HTTP_URL/v1/queues" | grep -q '"scheduled":0,"ready":0,"running":0,"retrying":0' && break
+    sleep 0.005
+  done
+  t1=$(date +%s.%N)
+  done=$(curl -fsS "$HTTP_URL/v1/queues" | python3 -c "import json,sys; print(json.load(sys.stdin)['queues'][0]['succeeded'])")
+  echo "J1 wrk $1: enqueue $(python3 -c "print(int($rps*$5))")/s, end to end $(python3 -c "print(int(${done:-0}/($t1-$t0)))")/s"
+}
+"$OUT/ceiling" -addr 127.0.0.1:18082 & ceiling_pid=$!
+sleep 0.3
+echo "J1 wrk ceiling (bare net/http, constant 201): $(wrk_rps -t2 -c64 -d5s -s "$OUT/one.lua" http://127.0.0.1:18082/v1/jobs | cut -d. -f1) requests/s"
+kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
+start_tandem j1wrk TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
+wrk_j1 "threads 64, prefetch 64, 64 connections" /v1/jobs one.lua 64 1
+stop_tandem
+start_tandem j1wrk TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
+wrk_j1 "batch (100/request), 32 connections" /v1/jobs/batch batch.lua 32 100
 stop_tandem
 
 echo "J1 in-process (Go API):"
