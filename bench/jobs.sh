@@ -49,11 +49,11 @@ printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "appli
   "$(python3 -c "import json; print(json.dumps('{\"kind\":\"noop\"}'))")" > "$OUT/one.lua"
 printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
   "$(python3 -c "import json; print(json.dumps(json.dumps({'jobs':[{'kind':'noop'}]*100})))")" > "$OUT/batch.lua"
-wrk_j1() { # wrk_j1 LABEL PATH LUA CONNS JOBS_PER_REQUEST: J1 for 5 s on the tandem already started
+wrk_j1() { # wrk_j1 LABEL PATH LUA CONNS JOBS_PER_REQUEST SECONDS: J1 on the tandem already started
   local t0 rps t1 done
   t0=$(date +%s.%N)
-  rps=$(wrk_rps -t2 -c"$4" -d5s -s "$OUT/$3" "$HTTP_URL$2")
-  for _ in $(seq 1 12000); do # at most 60 s
+  rps=$(wrk_rps -t2 -c"$4" -d"$6"s -s "$OUT/$3" "$HTTP_URL$2")
+  for _ in $(seq 1 12000); do # 12,000 polls: about 2 minutes
     curl -fsS "$HTTP_URL/v1/queues" | grep -q '"scheduled":0,"ready":0,"running":0,"retrying":0' && break
     sleep 0.005
   done
@@ -66,10 +66,11 @@ sleep 0.3
 echo "J1 wrk ceiling (bare net/http, constant 201): $(wrk_rps -t2 -c64 -d5s -s "$OUT/one.lua" http://127.0.0.1:18082/v1/jobs | cut -d. -f1) requests/s"
 kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
 start_tandem j1wrk TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
-wrk_j1 "threads 64, prefetch 64, 64 connections" /v1/jobs one.lua 64 1
+wrk_j1 "threads 64, prefetch 64, 64 connections, 5 s" /v1/jobs one.lua 64 1 5
 stop_tandem
 start_tandem j1wrk TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
-wrk_j1 "batch (100/request), 32 connections" /v1/jobs/batch batch.lua 32 100
+# 2 s only: batches enqueue ~15 times faster than the queue drains.
+wrk_j1 "batch (100/request), 32 connections, 2 s" /v1/jobs/batch batch.lua 32 100 2
 stop_tandem
 
 echo "J1 in-process (Go API):"
