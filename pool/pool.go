@@ -128,14 +128,6 @@ type Pool struct {
 	release  func() // p.releaseSlot, bound once so Acquire does not allocate
 }
 
-type waiter struct {
-	ready chan struct{} // closed when the waiter's turn was decided
-	err   error         // set before ready is closed: nil means a slot was handed over
-	elem  *list.Element
-	task  func() // Submit's task, which a finishing worker may take (next); nil for Acquire
-	taken bool   // set before ready is closed: a worker took task and runs it
-}
-
 // New returns a pool ready to run tasks. It starts no goroutine until a task is submitted; call
 // Release to stop it.
 func New(opts Options) (*Pool, error) {
@@ -193,104 +185,6 @@ func (p *Pool) AcquireWithin(ctx context.Context, d time.Duration) (release func
 	return p.release, nil
 }
 
-// acquire waits for a slot. A waiter with a task (Submit's) may instead have its task taken by a
-// worker that finished its own: then taken is true, the task runs on that worker, and the caller
-// holds no slot.
-func (p *Pool) acquire(ctx context.Context, within time.Duration, task func()) (taken bool, err error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return false, ErrClosed
-	}
-	if p.running < p.size && p.waiters.Len() == 0 {
-		p.running++
-		p.mu.Unlock()
-		return false, nil
-	}
-	if p.waiters.Len() >= p.backlog {
-		p.mu.Unlock()
-		p.rejected.Add(1)
-		return false, ErrBacklogFull
-	}
-	w := &waiter{ready: make(chan struct{}), task: task}
-	w.elem = p.waiters.PushBack(w)
-	p.mu.Unlock()
-
-	var timeout <-chan time.Time
-	if within > 0 {
-		t := time.NewTimer(within)
-		defer t.Stop()
-		timeout = t.C
-	}
-	cause := error(nil)
-	select {
-	case <-w.ready:
-		return w.taken, w.err
-	case <-ctx.Done():
-		cause = context.Cause(ctx)
-	case <-timeout:
-		cause = fmt.Errorf("waited %s", within)
-	}
-	p.mu.Lock()
-	select {
-	case <-w.ready:
-		p.mu.Unlock()
-		if w.err != nil || w.taken {
-			// Taken as ctx ended: the task is running, so the caller is told it was submitted.
-			return w.taken, w.err
-		}
-		// The slot arrived as ctx ended: we own it, so pass it on.
-		p.releaseSlot()
-	default:
-		p.waiters.Remove(w.elem)
-		p.mu.Unlock()
-	}
-	p.rejected.Add(1)
-	return false, fmt.Errorf("%w: %w", ErrQueueTimeout, cause)
-}
-
-// releaseSlot returns a slot, handing it to the first waiter unless the pool shrank below the
-// number running.
-func (p *Pool) releaseSlot() {
-	p.mu.Lock()
-	if p.running <= p.size && p.waiters.Len() > 0 {
-		p.handOffLocked()
-	} else {
-		p.running--
-	}
-	p.mu.Unlock()
-}
-
-// handOffLocked gives the caller's slot to the first waiter; running stays the same.
-func (p *Pool) handOffLocked() {
-	w := p.waiters.Remove(p.waiters.Front()).(*waiter)
-	close(w.ready)
-}
-
-// next is called by a worker whose task ended. If the slot passes to a waiter that brought a task,
-// the worker takes that task and returns it to run next, so a busy worker keeps its goroutine
-// instead of parking it and waking another per task. For a pinned worker that saves two OS thread
-// switches per task: Go hands the P to a goroutine's locked thread each time it wakes and passes it
-// on each time it parks. Otherwise next releases the slot as releaseSlot does and returns nil.
-func (p *Pool) next() func() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.running > p.size || p.waiters.Len() == 0 {
-		p.running--
-		return nil
-	}
-	w := p.waiters.Front().Value.(*waiter)
-	if w.task == nil {
-		p.handOffLocked()
-		return nil
-	}
-	p.waiters.Remove(w.elem)
-	w.taken = true
-	p.tasks.Add(1)
-	close(w.ready)
-	return w.task
-}
-
 // Submit waits for a slot like Acquire, then runs task on a pool goroutine and returns without
 // waiting for it. The slot is released when task returns (or panics). While it waits in the
 // backlog, a worker that finishes may take task and run it; Submit then returns nil at once.
@@ -304,8 +198,14 @@ func (p *Pool) SubmitWithin(ctx context.Context, d time.Duration, task func()) e
 	if err != nil || taken {
 		return err
 	}
+	return p.start(task)
+}
+
+// start runs task, which holds a slot, on an ants worker; the worker then takes the tasks queued
+// behind it (next). On failure the slot is released.
+func (p *Pool) start(task func()) error {
 	p.tasks.Add(1)
-	err = p.ants.Submit(func() {
+	err := p.ants.Submit(func() {
 		if p.pinner != nil {
 			p.pinner.pin(p.opts.Logger)
 		}
@@ -321,6 +221,52 @@ func (p *Pool) SubmitWithin(ctx context.Context, d time.Duration, task func()) e
 		}
 		return fmt.Errorf("pool %s: submit: %w", p.opts.Name, err)
 	}
+	return nil
+}
+
+// Go runs task on a pool goroutine without blocking the caller: at once when a slot is free, else
+// from the FIFO backlog when one frees up. It returns ErrBacklogFull when the backlog is full and
+// ErrClosed once the pool is released; task then never runs. Should ctx end, or the pool close,
+// while task waits in the backlog, task is dropped and dropped is called instead, with
+// ErrQueueTimeout wrapping ctx's cause or with ErrClosed, on whichever goroutine ended the wait
+// (never the caller of Go, and never under the pool's lock). Exactly one of task and dropped runs
+// after a nil error.
+//
+// Go is Submit for a caller that has many tasks to queue and nothing to do while they wait, such
+// as a dispatcher handing out prefetched jobs: no goroutine is parked per waiting task.
+func (p *Pool) Go(ctx context.Context, task func(), dropped func(error)) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	if p.running < p.size && p.waiters.Len() == 0 {
+		p.running++
+		p.mu.Unlock()
+		return p.start(task)
+	}
+	if p.waiters.Len() >= p.backlog {
+		p.mu.Unlock()
+		p.rejected.Add(1)
+		return ErrBacklogFull
+	}
+	w := &waiter{task: task, dropped: dropped, queued: true}
+	w.elem = p.waiters.PushBack(w)
+	// Set stop before anyone can take w: they call it, and they need mu, held here.
+	w.stop = context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		queued := w.queued
+		if queued {
+			p.waiters.Remove(w.elem)
+			w.queued = false
+		}
+		p.mu.Unlock()
+		if queued {
+			p.rejected.Add(1)
+			dropped(fmt.Errorf("%w: %w", ErrQueueTimeout, context.Cause(ctx)))
+		}
+	})
+	p.mu.Unlock()
 	return nil
 }
 
@@ -352,13 +298,19 @@ func (p *Pool) Tune(size int) (int, error) {
 	if err := ValidateSize(size); err != nil {
 		return 0, fmt.Errorf("pool %s: size: %w", p.opts.Name, err)
 	}
+	var starts []*waiter
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	old := p.size
 	p.size = size
 	for p.running < p.size && p.waiters.Len() > 0 {
 		p.running++
-		p.handOffLocked()
+		if w := p.handOffLocked(); w != nil {
+			starts = append(starts, w)
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range starts {
+		p.startHandedOff(w)
 	}
 	return old, nil
 }
@@ -403,18 +355,29 @@ func (p *Pool) Stats() Stats {
 }
 
 // Release closes the pool, like ants' ReleaseContext: waiters and new callers get ErrClosed; tasks
-// already admitted run to the end, and Release waits for them until ctx ends.
+// already admitted run to the end, and Release waits for them until ctx ends. Releasing again
+// only waits for them again.
 func (p *Pool) Release(ctx context.Context) error {
+	var dropped []*waiter
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
 		for p.waiters.Len() > 0 {
 			w := p.waiters.Remove(p.waiters.Front()).(*waiter)
+			if w.ready == nil {
+				w.queued = false
+				dropped = append(dropped, w)
+				continue
+			}
 			w.err = ErrClosed
 			close(w.ready)
 		}
 	}
 	p.mu.Unlock()
+	for _, w := range dropped {
+		w.stop()
+		w.dropped(ErrClosed)
+	}
 	done := make(chan struct{})
 	go func() { p.tasks.Wait(); close(done) }()
 	select {
@@ -422,7 +385,7 @@ func (p *Pool) Release(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("pool %s: release: %w", p.opts.Name, ctx.Err())
 	}
-	if err := p.ants.ReleaseTimeout(time.Second); err != nil {
+	if err := p.ants.ReleaseTimeout(time.Second); err != nil && !errors.Is(err, ants.ErrPoolClosed) {
 		return fmt.Errorf("pool %s: release: %w", p.opts.Name, err)
 	}
 	return nil
