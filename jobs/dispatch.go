@@ -238,23 +238,28 @@ func (r *Runtime) allocate() map[string]int {
 	return alloc
 }
 
-// launch registers a leased job and runs it on the pool from its own goroutine, which waits in the
-// pool's backlog while every worker is busy (the prefetched jobs) and then for the run, so jobsWG
-// counts the job until its acknowledgement is handed on.
+// launch registers a leased job and hands it to the pool, whose backlog holds it while every
+// worker is busy (the prefetched jobs); jobsWG counts the job until its acknowledgement is handed
+// on. No goroutine waits per job: each one parked and woken costs, above all when the worker that
+// wakes it is pinned to its thread.
 func (r *Runtime) launch(j *Job) {
 	ctx, cancel := context.WithCancelCause(r.runCtx)
 	r.mu.Lock()
 	r.running[j.ID] = &liveJob{cancel: cancel}
 	r.mu.Unlock()
 	r.jobsWG.Add(1)
-	go func() {
+	notStarted := func(err error) {
+		// Shutdown, a cancel, or the pool closed before a worker took it: give the attempt back.
 		defer r.jobsWG.Done()
-		err := r.pool.Do(ctx, func() { r.run(ctx, j) })
-		if err != nil {
-			// Not started (shutdown, or the pool closed): give the attempt back.
-			r.finish(j, outcome{state: StateReady, unstarted: true, err: err})
-		}
-	}()
+		r.finish(j, outcome{state: StateReady, unstarted: true, err: err})
+	}
+	err := r.pool.Go(ctx, func() {
+		defer r.jobsWG.Done()
+		r.run(ctx, j)
+	}, notStarted)
+	if err != nil {
+		notStarted(err)
+	}
 }
 
 // outcome is how an attempt ended.
