@@ -3,6 +3,8 @@
 #   J1  20,000 noop jobs over HTTP by 64 clients, concurrency 2: enqueue and end-to-end rates;
 #       the same through /v1/jobs/batch (100 a batch); both again for 5 s under wrk, beside the
 #       machine's ceiling (bench/ceiling); in-process through the Go API.
+#   DRAIN a paused backlog of 50,000 noop jobs resumed, for prefetch 4, 16, 64 and 256 (and 64
+#         unpinned).
 #   J2  2,000 sleep jobs of 50 ms, concurrency 16, against the ideal 6.25 s.
 #   P99 POST /v1/jobs latency at a steady 2,000 jobs/s.
 #   SCALE (SCALE=1) J1 and start-up time with 1,000,000 finished + 100,000 waiting jobs.
@@ -72,6 +74,26 @@ start_tandem j1wrk TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TA
 # 2 s only: batches enqueue ~15 times faster than the queue drains.
 wrk_j1 "batch (100/request), 32 connections, 2 s" /v1/jobs/batch batch.lua 32 100 2
 stop_tandem
+
+# DRAIN: a backlog of 50,000 noop jobs, enqueued while the queue is paused, then resumed: how fast
+# concurrency 2 empties it for each prefetch (docs/scaling.md). A lease waits for a group commit,
+# so tiny jobs drain at about concurrency + prefetch per commit.
+many=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*100}))")
+for run in 4:true 16:true 64:true 256:true 64:false; do
+  pf=${run%:*} pin=${run#*:}
+  start_tandem drain TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_JOBS_PREFETCH=$pf TANDEM_JOBS_PIN_CPUS=$pin
+  curl -fsS -XPOST "$ADMIN_URL/admin/queues/default/pause" >/dev/null
+  "$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 500 -c 8 -body "$many" >/dev/null
+  t0=$(date +%s.%N)
+  curl -fsS -XPOST "$ADMIN_URL/admin/queues/default/resume" >/dev/null
+  for _ in $(seq 1 12000); do # 12,000 polls: about 2 minutes
+    curl -fsS "$HTTP_URL/v1/queues" | grep -q '"scheduled":0,"ready":0,"running":0,"retrying":0' && break
+    sleep 0.005
+  done
+  t1=$(date +%s.%N)
+  echo "DRAIN 50,000 noop jobs, concurrency 2, prefetch $pf, pin_cpus $pin: $(python3 -c "print(int(50000/($t1-$t0)))") jobs/s"
+  stop_tandem
+done
 
 echo "J1 in-process (Go API):"
 (cd "$ROOT" && go test -run XXX -bench BenchmarkEndToEnd -benchtime 50000x ./jobs/ | grep -E 'jobs/s')
