@@ -51,14 +51,18 @@ printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "appli
   "$(python3 -c "import json; print(json.dumps('{\"kind\":\"noop\"}'))")" > "$OUT/one.lua"
 printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
   "$(python3 -c "import json; print(json.dumps(json.dumps({'jobs':[{'kind':'noop'}]*100})))")" > "$OUT/batch.lua"
+wait_empty() { # polls GET /v1/queues until nothing waits or runs; 12,000 polls, about 2 minutes
+  for _ in $(seq 1 12000); do
+    curl -fsS "$HTTP_URL/v1/queues" | grep -q '"scheduled":0,"ready":0,"running":0,"retrying":0' && return 0
+    sleep 0.005
+  done
+  echo "queue not empty after 12,000 polls" >&2
+}
 wrk_j1() { # wrk_j1 LABEL PATH LUA CONNS JOBS_PER_REQUEST SECONDS: J1 on the tandem already started
   local t0 rps t1 done
   t0=$(date +%s.%N)
   rps=$(wrk_rps -t2 -c"$4" -d"$6"s -s "$OUT/$3" "$HTTP_URL$2")
-  for _ in $(seq 1 12000); do # 12,000 polls: about 2 minutes
-    curl -fsS "$HTTP_URL/v1/queues" | grep -q '"scheduled":0,"ready":0,"running":0,"retrying":0' && break
-    sleep 0.005
-  done
+  wait_empty
   t1=$(date +%s.%N)
   done=$(curl -fsS "$HTTP_URL/v1/queues" | python3 -c "import json,sys; print(json.load(sys.stdin)['queues'][0]['succeeded'])")
   echo "J1 wrk $1: enqueue $(python3 -c "print(int($rps*$5))")/s, end to end $(python3 -c "print(int(${done:-0}/($t1-$t0)))")/s"
@@ -86,10 +90,7 @@ for run in 4:true 16:true 64:true 256:true 64:false; do
   "$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 500 -c 8 -body "$many" >/dev/null
   t0=$(date +%s.%N)
   curl -fsS -XPOST "$ADMIN_URL/admin/queues/default/resume" >/dev/null
-  for _ in $(seq 1 12000); do # 12,000 polls: about 2 minutes
-    curl -fsS "$HTTP_URL/v1/queues" | grep -q '"scheduled":0,"ready":0,"running":0,"retrying":0' && break
-    sleep 0.005
-  done
+  wait_empty
   t1=$(date +%s.%N)
   echo "DRAIN 50,000 noop jobs, concurrency 2, prefetch $pf, pin_cpus $pin: $(python3 -c "print(int(50000/($t1-$t0)))") jobs/s"
   stop_tandem
