@@ -26,24 +26,31 @@ type waiter struct {
 	queued  bool        // still in waiters; guarded by mu
 }
 
+// admitLocked decides a newcomer's turn, with mu held: it takes a free slot at once (true) when
+// nobody waits, refuses with ErrClosed or ErrBacklogFull, or leaves the caller to join the backlog
+// (false, nil). Acquire, Submit and Go all enter through it.
+func (p *Pool) admitLocked() (bool, error) {
+	switch {
+	case p.closed:
+		return false, ErrClosed
+	case p.running < p.size && p.waiters.Len() == 0:
+		p.running++
+		return true, nil
+	case p.waiters.Len() >= p.backlog:
+		p.rejected.Add(1)
+		return false, ErrBacklogFull
+	}
+	return false, nil
+}
+
 // acquire waits for a slot. A waiter with a task (Submit's) may instead have its task taken by a
 // worker that finished its own: then taken is true, the task runs on that worker, and the caller
 // holds no slot.
 func (p *Pool) acquire(ctx context.Context, within time.Duration, task func()) (taken bool, err error) {
 	p.mu.Lock()
-	if p.closed {
+	if admitted, err := p.admitLocked(); admitted || err != nil {
 		p.mu.Unlock()
-		return false, ErrClosed
-	}
-	if p.running < p.size && p.waiters.Len() == 0 {
-		p.running++
-		p.mu.Unlock()
-		return false, nil
-	}
-	if p.waiters.Len() >= p.backlog {
-		p.mu.Unlock()
-		p.rejected.Add(1)
-		return false, ErrBacklogFull
+		return false, err
 	}
 	w := &waiter{ready: make(chan struct{}), task: task}
 	w.elem = p.waiters.PushBack(w)

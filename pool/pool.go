@@ -236,19 +236,13 @@ func (p *Pool) start(task func()) error {
 // as a dispatcher handing out prefetched jobs: no goroutine is parked per waiting task.
 func (p *Pool) Go(ctx context.Context, task func(), dropped func(error)) error {
 	p.mu.Lock()
-	if p.closed {
+	admitted, err := p.admitLocked()
+	if admitted || err != nil {
 		p.mu.Unlock()
-		return ErrClosed
-	}
-	if p.running < p.size && p.waiters.Len() == 0 {
-		p.running++
-		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
 		return p.start(task)
-	}
-	if p.waiters.Len() >= p.backlog {
-		p.mu.Unlock()
-		p.rejected.Add(1)
-		return ErrBacklogFull
 	}
 	w := &waiter{task: task, dropped: dropped, queued: true}
 	w.elem = p.waiters.PushBack(w)
