@@ -27,8 +27,8 @@ stop_tandem
 # enqueue requests may wait on one group commit (threads) and how many jobs one lease takes.
 start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
 j1 "threads 64, prefetch 64"
-batch=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*100}))")
-out=$("$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 1000 -c 16 -body "$batch" -drain 100000)
+noop100=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*100}))")
+out=$("$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 1000 -c 16 -body "$noop100" -drain 100000)
 echo "J1 batch (100/request): enqueue $(python3 -c "print(int(100*$(echo "$out" | jq_field rate)))")/s (target 100000), 100000 drained end to end in $(echo "$out" | jq_field drained_seconds)s"
 stop_tandem
 # Go's GC runs each time the heap doubles; tandem's live heap is a few MB, so under a flood it runs
@@ -47,10 +47,12 @@ stop_tandem
 # a constant 201 with bare net/http under the same wrk: the most this machine serves. End to end
 # runs from wrk's start until GET /v1/queues shows nothing waiting or running.
 (cd "$ROOT" && go build -o "$OUT/ceiling" ./bench/ceiling)
-printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
-  "$(python3 -c "import json; print(json.dumps('{\"kind\":\"noop\"}'))")" > "$OUT/one.lua"
-printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
-  "$(python3 -c "import json; print(json.dumps(json.dumps({'jobs':[{'kind':'noop'}]*100})))")" > "$OUT/batch.lua"
+post_lua() { # post_lua FILE BODY: a wrk script that POSTs the JSON BODY
+  printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
+    "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$2")" > "$OUT/$1"
+}
+post_lua one.lua '{"kind":"noop"}'
+post_lua batch.lua "$noop100"
 wait_empty() { # polls GET /v1/queues until nothing waits or runs; 12,000 polls, about 2 minutes
   for _ in $(seq 1 12000); do
     curl -fsS "$HTTP_URL/v1/queues" | grep -q '"scheduled":0,"ready":0,"running":0,"retrying":0' && return 0
@@ -82,12 +84,11 @@ stop_tandem
 # DRAIN: a backlog of 50,000 noop jobs, enqueued while the queue is paused, then resumed: how fast
 # concurrency 2 empties it for each prefetch (docs/scaling.md). A lease waits for a group commit,
 # so tiny jobs drain at about concurrency + prefetch per commit.
-many=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*100}))")
 for run in 4:true 16:true 64:true 256:true 64:false; do
   pf=${run%:*} pin=${run#*:}
   start_tandem drain TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_JOBS_PREFETCH=$pf TANDEM_JOBS_PIN_CPUS=$pin
   curl -fsS -XPOST "$ADMIN_URL/admin/queues/default/pause" >/dev/null
-  "$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 500 -c 8 -body "$many" >/dev/null
+  "$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 500 -c 8 -body "$noop100" >/dev/null
   t0=$(date +%s.%N)
   curl -fsS -XPOST "$ADMIN_URL/admin/queues/default/resume" >/dev/null
   wait_empty
