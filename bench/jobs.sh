@@ -2,7 +2,8 @@
 # Job benchmarks (issue 4). Prints figures; asserts nothing. store.sync=always throughout.
 #   J1  20,000 noop jobs over HTTP by 64 clients, concurrency 2: enqueue and end-to-end rates;
 #       the same through /v1/jobs/batch (100 a batch); both again for 5 s under wrk, beside the
-#       machine's ceiling (bench/ceiling); in-process through the Go API.
+#       machine's ceiling and durable ceiling (bench/ceiling); in-process through the Go API,
+#       beside its durable ceiling.
 #   DRAIN a paused backlog of 50,000 noop jobs resumed, for prefetch 4, 16, 64 and 256 (and 64
 #         unpinned).
 #   J2  2,000 sleep jobs of 50 ms, concurrency 16, against the ideal 6.25 s.
@@ -73,6 +74,21 @@ wrk_j1() { # wrk_j1 LABEL PATH LUA CONNS JOBS_PER_REQUEST SECONDS: J1 on the tan
 sleep 0.3
 echo "J1 wrk ceiling (bare net/http, constant 201): $(wrk_rps -t2 -c64 -d5s -s "$OUT/one.lua" http://127.0.0.1:18082/v1/jobs | cut -d. -f1) requests/s"
 kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
+# The durable ceiling: the simplest queue on bbolt with fsync (bench/ceiling -db), one committer,
+# each commit also finishing up to 66 ready jobs (concurrency 2 + prefetch 64) as if leased, run
+# and acknowledged at once. No validation, router or lease commit: the most J1 can reach here.
+rm -f "$OUT"/floor.db.*
+"$OUT/ceiling" -addr 127.0.0.1:18082 -db "$OUT/floor.db" -drain 66 & ceiling_pid=$!
+sleep 0.3
+t0=$(date +%s.%N)
+rps=$(wrk_rps -t2 -c64 -d5s -s "$OUT/one.lua" http://127.0.0.1:18082/v1/jobs)
+t1=$(date +%s.%N)
+finished=$(curl -fsS http://127.0.0.1:18082/finished | cut -d' ' -f1)
+echo "J1 wrk durable ceiling (bare net/http + bbolt group commit, fsync): enqueue ${rps%.*}/s, finished $(python3 -c "print(int($finished/($t1-$t0)))")/s while enqueueing"
+kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
+rm -f "$OUT"/floor.db.*
+echo "J1 in-process durable ceiling (bbolt group commit, fsync): $("$OUT/ceiling" -db "$OUT/floor.db" -drain 66 -jobs 100000)"
+rm -f "$OUT"/floor.db.*
 start_tandem j1wrk TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
 wrk_j1 "threads 64, prefetch 64, 64 connections, 5 s" /v1/jobs one.lua 64 1 5
 stop_tandem
