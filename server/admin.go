@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/tandem-run/tandem/pool"
 )
 
@@ -20,8 +21,8 @@ import (
 func (s *Server) adminRouter() chi.Router {
 	a := chi.NewRouter()
 	a.NotFound(notFound)
-	a.MethodNotAllowed(methodNotAllowed)
-	a.Use(s.adminAuth(a), sameOrigin, requireJSON, s.limitBody)
+	a.MethodNotAllowed(methodNotAllowed(a))
+	a.Use(middleware.GetHead, s.adminAuth(a), sameOrigin, requireJSON, s.limitBody)
 	a.Get("/admin/runtime", s.runtimeInfo)
 	a.Get("/admin/pools", s.listPools)
 	a.Put("/admin/pools/{name}", s.resizePool)

@@ -38,8 +38,10 @@ var (
 )
 
 // requestID honours a sane X-Request-Id (at most 128 printable ASCII bytes) or makes one: a random
-// per-process prefix and a counter, unique without a random read per request.
-func (s *Server) requestID(next http.Handler) http.Handler {
+// per-process prefix and a counter, unique without a random read per request. It also seeds chi's
+// route context for routes, the listener's router, as chi would: chi middlewares read its Routes
+// (middleware.GetHead looks routes up in it).
+func (s *Server) requestID(routes chi.Routes, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
 		if !saneID(id) {
@@ -47,6 +49,7 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		rc := &requestCtx{deadlineCtx: deadlineCtx{Context: r.Context()}, id: id, route: chi.NewRouteContext()}
+		rc.route.Routes = routes
 		defer rc.release()
 		next.ServeHTTP(w, r.WithContext(rc))
 	})

@@ -4,9 +4,11 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/tandem-run/tandem/kinds"
 )
 
@@ -22,7 +24,8 @@ const (
 func (s *Server) mainRouter() chi.Router {
 	root := chi.NewRouter()
 	root.NotFound(notFound)
-	root.MethodNotAllowed(methodNotAllowed)
+	root.MethodNotAllowed(methodNotAllowed(root))
+	root.Use(middleware.GetHead)
 	s.mainRoot = root
 	// Probes never queue behind user traffic: a liveness probe stuck in the backlog gets healthy
 	// pods killed exactly when they are busiest.
@@ -56,8 +59,33 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 	writeError(w, r, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
 }
 
-func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+// allowable are the methods an Allow header may list, in the order it lists them.
+var allowable = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// methodNotAllowed answers a request for a path that router serves, but not with the request's
+// method: 405 with the Allow header RFC 9110 requires, so a client can tell which methods the
+// path takes. OPTIONS gets 204 and the same header. HEAD is allowed wherever GET is
+// (middleware.GetHead serves it).
+func methodNotAllowed(router chi.Routes) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.RawPath
+		if path == "" {
+			path = r.URL.Path
+		}
+		var allow []string
+		for _, m := range allowable {
+			if router.Match(chi.NewRouteContext(), m, path) ||
+				(m == http.MethodHead && router.Match(chi.NewRouteContext(), http.MethodGet, path)) {
+				allow = append(allow, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(append(allow, http.MethodOptions), ", "))
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		writeError(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+	}
 }
 
 func demoHello(w http.ResponseWriter, _ *http.Request) {

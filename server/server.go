@@ -181,11 +181,12 @@ func (s *Server) AdminHandler() http.Handler { return s.outer(s.admin) }
 
 // outer adds what both listeners share outside the routers: request ids, access logs, the
 // configured middleware.
-func (s *Server) outer(h http.Handler) http.Handler {
+func (s *Server) outer(router chi.Router) http.Handler {
+	var h http.Handler = router
 	for i := len(s.opts.Middleware) - 1; i >= 0; i-- {
 		h = s.opts.Middleware[i](h)
 	}
-	return s.requestID(s.accessLog(h))
+	return s.requestID(router, s.accessLog(h))
 }
 
 // Start listens on both addresses and serves in the background; it returns once both listen.
