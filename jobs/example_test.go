@@ -77,3 +77,32 @@ func Example() {
 	// hello, tandem
 	// succeeded {"greeting":"hello, tandem"}
 }
+
+// A kind that checks its payload at enqueue: a bad payload is refused with the field named (an
+// HTTP client gets 400 and {"fields": {"payload.size": ...}}) instead of becoming a dead job.
+func ExampleDecodePayload() {
+	type resize struct {
+		Path string `json:"path"`
+		Size int    `json:"size"`
+	}
+	validate := func(payload json.RawMessage) error {
+		var p resize
+		if err := jobs.DecodePayload(payload, &p); err != nil {
+			return err
+		}
+		if p.Size < 1 {
+			return &jobs.ValidationError{Fields: map[string]string{"payload.size": "must be at least 1"}}
+		}
+		return nil
+	}
+	_ = jobs.Kind{Validate: validate} // with a Handler, passed to Runtime.Register
+
+	for _, payload := range []string{`{"path":"a.png","size":64}`, `{"path":"a.png","size":"big"}`, `{"path":"a.png","width":64}`, `{"size":0}`} {
+		fmt.Println(validate(json.RawMessage(payload)))
+	}
+	// Output:
+	// <nil>
+	// invalid job: payload.size: must be an integer, got string
+	// invalid job: payload.width: unknown field
+	// invalid job: payload.size: must be at least 1
+}

@@ -90,7 +90,7 @@ type Kind struct {
 	Handler Handler
 	// Validate checks a payload at enqueue time, so a bad payload is refused (HTTP 400) instead of
 	// becoming a dead job. A *ValidationError's fields are reported as they are; another error is
-	// reported on the field "payload". Optional.
+	// reported on the field "payload". DecodePayload decodes and names the field at fault. Optional.
 	Validate func(payload json.RawMessage) error
 	// Timeout is this kind's default per-attempt timeout. Default Options.Timeout.
 	Timeout time.Duration

@@ -66,16 +66,6 @@ func fieldErr(field, msg string) error {
 	return &jobs.ValidationError{Fields: map[string]string{field: msg}}
 }
 
-// decodeStrict decodes a payload, refusing unknown fields.
-func decodeStrict(payload json.RawMessage, v any) error {
-	d := json.NewDecoder(bytes.NewReader(payload))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return fieldErr("payload", err.Error())
-	}
-	return nil
-}
-
 func noop(context.Context, *jobs.Job) (any, error) { return nil, nil }
 
 type sleepPayload struct {
@@ -84,7 +74,7 @@ type sleepPayload struct {
 
 func validateSleep(p json.RawMessage) error {
 	var s sleepPayload
-	if err := decodeStrict(p, &s); err != nil {
+	if err := jobs.DecodePayload(p, &s); err != nil {
 		return err
 	}
 	if s.MS < 0 || time.Duration(s.MS)*time.Millisecond > MaxSleep {
@@ -95,7 +85,7 @@ func validateSleep(p json.RawMessage) error {
 
 func sleep(ctx context.Context, j *jobs.Job) (any, error) {
 	var s sleepPayload
-	if err := decodeStrict(j.Payload, &s); err != nil {
+	if err := jobs.DecodePayload(j.Payload, &s); err != nil {
 		return nil, jobs.Permanent(err)
 	}
 	t := time.NewTimer(time.Duration(s.MS) * time.Millisecond)
@@ -114,7 +104,7 @@ type cpuPayload struct {
 
 func validateCPU(p json.RawMessage) error {
 	var c cpuPayload
-	if err := decodeStrict(p, &c); err != nil {
+	if err := jobs.DecodePayload(p, &c); err != nil {
 		return err
 	}
 	if c.N < 0 || c.N > MaxCPURounds {
@@ -140,7 +130,7 @@ func CPUWork(ctx context.Context, n int) ([32]byte, error) {
 
 func cpu(ctx context.Context, j *jobs.Job) (any, error) {
 	var c cpuPayload
-	if err := decodeStrict(j.Payload, &c); err != nil {
+	if err := jobs.DecodePayload(j.Payload, &c); err != nil {
 		return nil, jobs.Permanent(err)
 	}
 	sum, err := CPUWork(ctx, c.N)
@@ -164,7 +154,7 @@ type httpKind struct {
 
 func (h httpKind) validate(p json.RawMessage) error {
 	var hp httpPayload
-	if err := decodeStrict(p, &hp); err != nil {
+	if err := jobs.DecodePayload(p, &hp); err != nil {
 		return err
 	}
 	u, err := url.Parse(hp.URL)
@@ -181,7 +171,7 @@ func (h httpKind) validate(p json.RawMessage) error {
 // statuses (the request itself is wrong: retrying cannot help).
 func (h httpKind) run(ctx context.Context, j *jobs.Job) (any, error) {
 	var hp httpPayload
-	if err := decodeStrict(j.Payload, &hp); err != nil {
+	if err := jobs.DecodePayload(j.Payload, &hp); err != nil {
 		return nil, jobs.Permanent(err)
 	}
 	req, err := http.NewRequestWithContext(ctx, cmp.Or(strings.ToUpper(hp.Method), "GET"), hp.URL, strings.NewReader(hp.Body))
@@ -233,7 +223,7 @@ func (e execKind) check(p execPayload) error {
 
 func (e execKind) validate(p json.RawMessage) error {
 	var ep execPayload
-	if err := decodeStrict(p, &ep); err != nil {
+	if err := jobs.DecodePayload(p, &ep); err != nil {
 		return err
 	}
 	return e.check(ep)
@@ -243,7 +233,7 @@ func (e execKind) validate(p json.RawMessage) error {
 // bounded share of its output. A non-zero exit is a (retryable) failure.
 func (e execKind) run(ctx context.Context, j *jobs.Job) (any, error) {
 	var ep execPayload
-	if err := decodeStrict(j.Payload, &ep); err != nil {
+	if err := jobs.DecodePayload(j.Payload, &ep); err != nil {
 		return nil, jobs.Permanent(err)
 	}
 	if err := e.check(ep); err != nil { // the allow list may have changed since enqueue

@@ -77,13 +77,16 @@ func TestValidationAtEnqueue(t *testing.T) {
 	rt := setup(t, Options{ExecAllow: []string{"/bin/echo"}})
 	for _, tc := range []struct{ kind, payload, field string }{
 		{"sleep", `{"ms":-1}`, "payload.ms"},
-		{"sleep", `{"ms":"x"}`, "payload"},
-		{"sleep", `{"sec":1}`, "payload"},
+		{"sleep", `{"ms":"x"}`, "payload.ms"},
+		{"sleep", `{"sec":1}`, "payload.sec"},
 		{"cpu", `{"n":1000000000}`, "payload.n"},
 		{"http", `{"url":"ftp://x"}`, "payload.url"},
 		{"http", `{"url":"http://x","method":"FETCH"}`, "payload.method"},
 		{"exec", `{"argv":["/bin/sh","-c","id"]}`, "payload.argv"},
 		{"exec", `{"argv":[]}`, "payload.argv"},
+		{"exec", `{"argv":["/bin/echo"],"env":{"A":1}}`, "payload.env"},
+		{"http", `{"url":"http://x","headers":[]}`, "payload.headers"},
+		{"cpu", `{"n":1} {"n":2}`, "payload"},
 	} {
 		_, err := enqueue(t, rt, tc.kind, tc.payload, 1)
 		var ve *jobs.ValidationError

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,10 +9,10 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/tandem-run/tandem/internal/strictjson"
 	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/store"
 )
@@ -44,50 +43,13 @@ type enqueueRequest struct {
 }
 
 // decodeStrict decodes one JSON value, refusing unknown fields and trailing data, and names the
-// offending field in the error.
+// offending field in the error ("body" for the value as a whole).
 func decodeStrict(body []byte, v any) (field string, err error) {
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
-		switch {
-		case errors.As(err, &te):
-			f := te.Field
-			if f == "" {
-				f = "body"
-			}
-			return f, fmt.Errorf("must be %s, got %s", jsonKind(te.Type.Kind().String()), te.Value)
-		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-			return "body", errors.New("malformed JSON")
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), errors.New("unknown field")
-		}
-		return "body", err
+	field, err = strictjson.Decode(body, v)
+	if err != nil && field == "" {
+		field = "body"
 	}
-	if d.More() {
-		return "body", errors.New("trailing data after the JSON value")
-	}
-	return "", nil
-}
-
-// jsonKind names a Go kind the way a JSON user would.
-func jsonKind(k string) string {
-	switch {
-	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
-		return "an integer"
-	case strings.HasPrefix(k, "float"):
-		return "a number"
-	case k == "string":
-		return "a string"
-	case k == "bool":
-		return "true or false"
-	case k == "slice":
-		return "an array"
-	case k == "map", k == "struct":
-		return "an object"
-	}
-	return "a " + k
+	return field, err
 }
 
 // params turns a request into EnqueueParams, collecting field errors under prefix.
