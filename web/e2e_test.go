@@ -26,14 +26,15 @@ type tandemUnderTest struct {
 	http, admin string
 }
 
-func startTandem(t *testing.T) *tandemUnderTest {
+// startTandem starts tandem with adminToken as its admin.token ("": none).
+func startTandem(t *testing.T, adminToken string) *tandemUnderTest {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "tandem")
 	build := exec.Command("go", "build", "-o", bin, "..")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build tandem: %v\n%s", err, out)
 	}
-	p := tandemtest.Start(t, bin, "TANDEM_ADMIN_TOKEN="+token,
+	p := tandemtest.Start(t, bin, "TANDEM_ADMIN_TOKEN="+adminToken,
 		"TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_JOBS_CONCURRENCY=2")
 	return &tandemUnderTest{Process: p, http: p.HTTPURL, admin: p.AdminURL}
 }
@@ -106,7 +107,7 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	path := filepath.Join(artifacts(t), name+".png")
+	path := filepath.Join(artifacts(t), name+".jpg") // FullScreenshot below quality 100 is a JPEG
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 		t.Skip("starts Chromium")
 	}
 	ctx := browser(t)
-	tu := startTandem(t)
+	tu := startTandem(t, token)
 
 	// A dead job: an http job whose target answers 400 fails for good at once.
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 400) }))
@@ -165,6 +166,8 @@ func TestDashboardEndToEnd(t *testing.T) {
 	ui := tu.admin + "/admin/ui/"
 	do(t, ctx, chromedp.Navigate(ui))
 	waitJS(t, ctx, "the token prompt", `!document.querySelector('#login').hidden`)
+	// Nothing was refused yet: this tandem just has a token.
+	waitJS(t, ctx, "no banner", `document.querySelector('#banner').hidden`)
 	do(t, ctx, chromedp.SendKeys(chromedp.CSS("#token"), "wrong"), chromedp.Click(chromedp.CSS("#login-form button")))
 	waitJS(t, ctx, "the refused-token message", `document.querySelector('#banner').textContent.includes('refused')`)
 	shot(t, ctx, "01-wrong-token")
@@ -233,4 +236,18 @@ func TestDashboardEndToEnd(t *testing.T) {
 	tu.Kill9()
 	waitJS(t, ctx, "the down banner", `document.querySelector('#banner').textContent.includes('not reachable') && !document.querySelector('#banner').hidden`)
 	shot(t, ctx, "06-tandem-down")
+}
+
+// TestDashboardWithoutToken: with no admin.token (the default, admin on loopback) the API needs
+// none, so the dashboard goes live at once instead of asking for a token nobody has.
+func TestDashboardWithoutToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Chromium")
+	}
+	ctx := browser(t)
+	tu := startTandem(t, "")
+	do(t, ctx, chromedp.Navigate(tu.admin+"/admin/ui/"))
+	waitJS(t, ctx, "pool sizes", `document.querySelector('#pool-jobs .size')?.textContent === '2'`)
+	waitJS(t, ctx, "live, no prompt", `document.querySelector('#status').textContent === 'live' && document.querySelector('#login').hidden && document.querySelector('#banner').hidden`)
+	shot(t, ctx, "20-no-token")
 }

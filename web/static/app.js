@@ -1,4 +1,5 @@
-// tandem's dashboard: polls the admin API every 1.5 s, with the token from sessionStorage.
+// tandem's dashboard: polls the admin API every 1.5 s, with the token from sessionStorage. With no
+// admin.token configured the API answers without one, and no token is asked for.
 const $ = (s) => document.querySelector(s);
 const api = '/admin/api/v1';
 const POLL_MS = 1500;
@@ -16,7 +17,7 @@ class APIError extends Error {
 }
 
 async function call(method, path, body) {
-  const opts = { method, headers: { Authorization: 'Bearer ' + token } };
+  const opts = { method, headers: token ? { Authorization: 'Bearer ' + token } : {} };
   if (body !== undefined) {
     opts.headers['Content-Type'] = 'application/json';
     opts.body = JSON.stringify(body);
@@ -53,9 +54,10 @@ function setStatus(ok, text) {
 
 function handleError(e) {
   if (e.status === 401) {
+    // A first 401 without a token only means this tandem has one: ask for it, nothing was refused.
+    if (token) banner('The admin token was refused (401). Enter the right one.');
     sessionStorage.removeItem('tandem-token');
     token = '';
-    banner('The admin token was refused (401). Enter the right one.');
     showLogin();
     return;
   }
@@ -271,7 +273,6 @@ function route() {
 }
 
 async function refresh() {
-  if (!token) return showLogin();
   const r = route();
   for (const v of ['overview', 'jobs', 'job']) $('#' + v).hidden = v !== r.view;
   $('#login').hidden = true;
@@ -310,4 +311,4 @@ $('#job-delete').addEventListener('click', () => jobAction('DELETE', ''));
 window.addEventListener('hashchange', () => { cursors = ['']; refresh(); });
 
 refresh();
-timer = setInterval(() => { if (token) refresh(); }, POLL_MS);
+timer = setInterval(() => { if ($('#login').hidden) refresh(); }, POLL_MS);
