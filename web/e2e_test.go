@@ -214,6 +214,8 @@ func TestDashboardEndToEnd(t *testing.T) {
 	// The dead job: its page, then retry (it waits as ready: the queue is paused).
 	do(t, ctx, chromedp.Navigate(ui+"#/jobs?state=dead"))
 	waitJS(t, ctx, "the dead job in the list", fmt.Sprintf(`!!document.querySelector('a[href="#/job/%s"]')`, dead.ID))
+	// Ids are shown by their random tail: a time-ordered id's head is the same for a whole burst.
+	waitJS(t, ctx, "the id's tail", fmt.Sprintf(`document.querySelector('a[href="#/job/%s"]').textContent === '…%s'`, dead.ID, dead.ID[len(dead.ID)-12:]))
 	shot(t, ctx, "03-jobs")
 	do(t, ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="#/job/%s"]`, dead.ID))))
 	waitJS(t, ctx, "the job page", `document.querySelector('#job-state')?.textContent === 'dead' && document.querySelector('#job-errors tbody').textContent.includes('400')`)

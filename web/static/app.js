@@ -225,7 +225,7 @@ async function refreshJobs() {
   if (cursor) q.set('cursor', cursor);
   const page = await call('GET', `${api}/jobs?${q}`);
   $('#job-list tbody').replaceChildren(...page.jobs.map((j) => el('tr', { class: 'state-' + j.state },
-    el('td', {}, el('a', { href: `#/job/${j.id}` }, j.id.slice(0, 8) + '…')), el('td', {}, j.kind), el('td', {}, j.queue),
+    el('td', {}, el('a', { href: `#/job/${j.id}`, title: j.id, class: 'id' }, '…' + j.id.slice(-12))), el('td', {}, j.kind), el('td', {}, j.queue),
     el('td', {}, el('span', { class: 'tag ' + j.state }, j.state)), el('td', {}, `${j.attempt}/${j.max_attempts}`),
     el('td', {}, new Date(j.created_at).toLocaleString()))));
   const next = $('#next-page');
