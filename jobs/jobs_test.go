@@ -118,8 +118,13 @@ func TestSucceedsWithResult(t *testing.T) {
 		t.Fatalf("enqueued %+v", j)
 	}
 	done := waitState(t, rt, j.ID, StateSucceeded)
-	if string(done.Result) != `{"a":1}` || done.Attempt != 1 || done.FinishedAt == nil {
+	if string(done.Result) != `{"a":1}` || done.Attempt != 1 || done.FinishedAt == nil || done.StartedAt == nil {
 		t.Fatalf("done %+v", done)
+	}
+	// The timestamps tell the job's story in order: the last update is not before the finish.
+	if done.StartedAt.Before(done.CreatedAt) || done.FinishedAt.Before(*done.StartedAt) || done.UpdatedAt.Before(*done.FinishedAt) {
+		t.Errorf("timestamps out of order: created %v, started %v, finished %v, updated %v",
+			done.CreatedAt, *done.StartedAt, *done.FinishedAt, done.UpdatedAt)
 	}
 }
 

@@ -75,7 +75,9 @@ func (t *txn) put(old, j *Job) error {
 	if old != nil {
 		t.addCount(old.Queue, old.State, -1)
 	}
-	j.UpdatedAt = t.now
+	// The clock is read again, not the commit's t.now: fn may have read it later than t.now (a
+	// job's FinishedAt), and a record's last update must not be before what it records.
+	j.UpdatedAt = t.s.opts.Now()
 	t.entry(key, old).cur = j
 	t.addCount(j.Queue, j.State, 1)
 	return nil
