@@ -175,6 +175,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 	do(t, ctx, chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS("#login-form button")))
 	waitJS(t, ctx, "pool sizes", `document.querySelector('#pool-jobs .size')?.textContent === '2' && document.querySelector('#pool-http .size')?.textContent === '5'`)
 	waitJS(t, ctx, "runtime", `document.querySelector('#runtime').textContent.includes('GOMAXPROCS')`)
+	waitJS(t, ctx, "the change-token link", `document.querySelector('#logout').offsetParent !== null`)
 
 	// An invalid size shows the API's validation error.
 	typeSize := func(v string) []chromedp.Action[chromedp.Void] {
@@ -250,6 +251,6 @@ func TestDashboardWithoutToken(t *testing.T) {
 	tu := startTandem(t, "")
 	do(t, ctx, chromedp.Navigate(tu.admin+"/admin/ui/"))
 	waitJS(t, ctx, "pool sizes", `document.querySelector('#pool-jobs .size')?.textContent === '2'`)
-	waitJS(t, ctx, "live, no prompt", `document.querySelector('#status').textContent === 'live' && document.querySelector('#login').hidden && document.querySelector('#banner').hidden`)
+	waitJS(t, ctx, "live, no prompt", `document.querySelector('#status').textContent === 'live' && document.querySelector('#login').hidden && document.querySelector('#banner').hidden && document.querySelector('#logout').offsetParent === null`)
 	shot(t, ctx, "20-no-token")
 }

@@ -281,6 +281,7 @@ async function refresh() {
     if (r.view === 'jobs') await refreshJobs();
     if (r.view === 'job') await refreshJob(r.id);
     setStatus(true, 'live');
+    $('#logout').hidden = !token; // no token to change when this tandem needs none
     if ($('#banner').classList.contains('error')) banner('');
   } catch (e) {
     handleError(e);
@@ -290,6 +291,7 @@ async function refresh() {
 function showLogin() {
   for (const v of ['overview', 'jobs', 'job']) $('#' + v).hidden = true;
   $('#login').hidden = false;
+  $('#logout').hidden = true;
   setStatus(false, 'signed out');
   $('#token').value = '';
   $('#token').focus();
