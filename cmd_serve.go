@@ -55,11 +55,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("open store %s: %w", cfg.Store.Path, err)
 	}
 	defer st.Close()
+	// Until the server listens, a step that fails undoes the ones before it, newest first; the
+	// store closes after them (its defer runs last).
+	var undo teardown
+	defer func() { undo.run(ctx, cfg.Jobs.ShutdownTimeout+5*time.Second, log) }()
 
 	httpPool, err := pool.New(pool.Options{Name: "http", Size: sz.threads, Backlog: cfg.Server.Backlog, Logger: log})
 	if err != nil {
 		return err
 	}
+	undo = append(undo, httpPool.Release)
 	var pin []int
 	if cfg.Jobs.PinCPUs {
 		pin = res.AllowedCPUs
@@ -70,6 +75,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	undo = append(undo, jobPool.Release)
 
 	runtime, err := jobs.New(jobs.Options{
 		Store: st, Pool: jobPool, Queues: queueOptions(cfg.Jobs.Queues),
@@ -87,6 +93,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := runtime.Start(ctx); err != nil {
 		return err
 	}
+	undo = append(undo, runtime.Stop)
 	mx.RegisterPools(httpPool, jobPool)
 	mx.RegisterQueues(runtime.Queues)
 
@@ -116,9 +123,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if err := srv.Start(ctx); err != nil {
-		_ = runtime.Stop(ctx)
 		return err
 	}
+	undo = nil // up: from here the shutdown below stops everything, in its own order
 	srv.SetReady(true)
 
 	log.Info("tandem started",
@@ -138,7 +145,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer notify.Stop()
 
-	waitForStop(ctx, log, func() { reload(l, fs, logs, httpPool, jobPool, log) })
+	listenerErr := waitForStop(ctx, log, srv.Errors(), func() { reload(l, fs, logs, httpPool, jobPool, log) })
+	if listenerErr != nil {
+		srv.SetReady(false) // readiness never says 200 with a listener gone
+	}
 
 	// Shutdown, in order (asynq's): stop taking requests (readiness 503, listeners closed, requests
 	// in flight finish up to server.shutdown_timeout), so no new job arrives; then stop the jobs
@@ -157,37 +167,67 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	errs = append(errs, st.Close())
 	if err := errors.Join(errs...); err != nil {
 		log.Error("shutdown", "err", err)
-		return err
+		return errors.Join(listenerErr, err)
+	}
+	if listenerErr != nil {
+		return listenerErr // exit non-zero: a supervisor restarts what can no longer serve
 	}
 	log.Info("tandem stopped")
 	return nil
 }
 
 // waitForStop blocks until SIGTERM or SIGINT (or ctx ends), calling onHUP for each SIGHUP. After
-// the first stop signal, a second one exits the process at once.
-func waitForStop(ctx context.Context, log *slog.Logger, onHUP func()) {
+// the first stop signal, a second one exits the process at once. A listener that stops on its own
+// (failed reports it) ends the wait too, with its error; a stop signal during that drain exits at
+// once.
+func waitForStop(ctx context.Context, log *slog.Logger, failed <-chan error, onHUP func()) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	exitOnNextSignal := func() {
+		go func() {
+			for s := range sigs {
+				if s != syscall.SIGHUP {
+					log.Warn("second signal; exiting at once", "signal", s.String())
+					os.Exit(exitFail)
+				}
+			}
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			signal.Stop(sigs)
-			return
+			return nil
+		case err := <-failed:
+			// The server logged which listener; draining the rest beats serving half of tandem.
+			exitOnNextSignal()
+			return fmt.Errorf("a listener stopped: %w", err)
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				onHUP()
 				continue
 			}
 			log.Info("signal received; draining (send it again to exit at once)", "signal", s.String())
-			go func() {
-				for s := range sigs {
-					if s != syscall.SIGHUP {
-						log.Warn("second signal; exiting at once", "signal", s.String())
-						os.Exit(exitFail)
-					}
-				}
-			}()
-			return
+			exitOnNextSignal()
+			return nil
+		}
+	}
+}
+
+// teardown is what serve's setup started so far, each with its stop; run stops them newest first.
+type teardown []func(context.Context) error
+
+// run stops every step, each within timeout of the whole; a stop that fails is logged, since the
+// setup error that caused the teardown is the one returned.
+func (t teardown) run(ctx context.Context, timeout time.Duration, log *slog.Logger) {
+	if len(t) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	for i := len(t) - 1; i >= 0; i-- {
+		if err := t[i](ctx); err != nil {
+			log.Warn("stopping after a failed start", "err", err)
 		}
 	}
 }
@@ -237,9 +277,16 @@ type scaler interface {
 }
 
 // startAutoscalers starts the controllers the configuration turns on, keyed by pool name, and
-// returns the middleware the HTTP one needs inside admission.
-func startAutoscalers(ctx context.Context, cfg Config, rt pool.RuntimeSettings, httpPool *pool.Pool, jobsRT *jobs.Runtime, mx *metrics.Metrics, log *slog.Logger) (map[string]scaler, []func(http.Handler) http.Handler, error) {
+// returns the middleware the HTTP one needs inside admission. On error none is left running.
+func startAutoscalers(ctx context.Context, cfg Config, rt pool.RuntimeSettings, httpPool *pool.Pool, jobsRT *jobs.Runtime, mx *metrics.Metrics, log *slog.Logger) (_ map[string]scaler, _ []func(http.Handler) http.Handler, err error) {
 	out := map[string]scaler{}
+	defer func() {
+		if err != nil {
+			for _, s := range out {
+				s.Stop()
+			}
+		}
+	}()
 	var admitted []func(http.Handler) http.Handler
 	onChange := func(p string, old, new int, _ string) { mx.AutoscaleChange(p, old, new) }
 	if b := cfg.Server.Autoscale; b.Enabled() {
