@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -18,7 +21,7 @@ func TestJobsCLI(t *testing.T) {
 	cli := func(args ...string) result {
 		return runTandem(t, t.TempDir(), []string{"TANDEM_SERVER_URL=" + p.HTTPURL, "TANDEM_ADMIN_URL=" + p.AdminURL}, args...)
 	}
-	r := cli("enqueue", "sleep", "--payload", `{"ms":60000}`, "--delay", "1h", "--unique", "nightly")
+	r := cli("enqueue", "sleep", "--payload", `{"ms":60000}`, "--delay", "1h", "--unique", "nightly", "--json")
 	var j struct{ ID, State string }
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &j) != nil || j.State != "scheduled" {
 		t.Fatalf("enqueue: %+v", r)
@@ -37,6 +40,7 @@ func TestJobsCLI(t *testing.T) {
 		{[]string{"enqueue"}, 2, "exactly one KIND"},
 		{[]string{"jobs", "show", "00000000-0000-7000-8000-000000000000"}, 1, "404"},
 		{[]string{"jobs", "frob", "x"}, 2, "unknown verb"},
+		{[]string{"jobs", "show"}, 2, "needs one job ID"},
 	} {
 		r := cli(bad.args...)
 		if r.code != bad.code || !strings.Contains(r.stderr, bad.want) {
@@ -46,16 +50,16 @@ func TestJobsCLI(t *testing.T) {
 	if r := cli("jobs", "list", "--state", "scheduled"); r.code != 0 || !strings.Contains(r.stdout, j.ID) || !strings.Contains(r.stdout, "STATE") {
 		t.Fatalf("list: %+v", r)
 	}
-	if r := cli("jobs", "show", j.ID); r.code != 0 || !strings.Contains(r.stdout, `"unique_key": "nightly"`) {
+	if r := cli("jobs", "show", j.ID); r.code != 0 || !regexp.MustCompile(`(?m)^unique_key +nightly$`).MatchString(r.stdout) {
 		t.Fatalf("show: %+v", r)
 	}
-	if r := cli("jobs", "cancel", j.ID); r.code != 0 || !strings.Contains(r.stdout, `"state": "canceled"`) {
+	if r := cli("jobs", "cancel", j.ID, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"state": "canceled"`) {
 		t.Fatalf("cancel: %+v", r)
 	}
 	if r := cli("jobs", "cancel", j.ID); r.code != 1 || !strings.Contains(r.stderr, "409") {
 		t.Fatalf("second cancel: %+v", r)
 	}
-	if r := cli("jobs", "retry", j.ID); r.code != 0 || !strings.Contains(r.stdout, `"state": "ready"`) {
+	if r := cli("jobs", "retry", j.ID); r.code != 0 || !regexp.MustCompile(`(?m)^state +ready$`).MatchString(r.stdout) {
 		t.Fatalf("retry: %+v", r)
 	}
 	if r := cli("jobs", "delete", j.ID); r.code != 1 || !strings.Contains(r.stderr, "409") {
@@ -64,10 +68,133 @@ func TestJobsCLI(t *testing.T) {
 	if r := cli("jobs", "cancel", j.ID); r.code != 0 {
 		t.Fatalf("cancel again: %+v", r)
 	}
-	if r := cli("jobs", "delete", j.ID); r.code != 0 {
+	if r := cli("jobs", "delete", j.ID); r.code != 0 || r.stdout != "deleted "+j.ID+"\n" {
 		t.Fatalf("delete: %+v", r)
 	}
 	if r := cli("jobs", "list", "--json"); r.code != 0 || strings.Contains(r.stdout, j.ID) || !strings.Contains(r.stdout, `"jobs"`) {
 		t.Fatalf("list after delete: %+v", r)
+	}
+}
+
+// freePort returns a loopback port nothing listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestClientReadsTheConfiguration: a tandem on non-default ports, set by the environment, is found
+// by `tandem healthcheck` and the client commands given the same environment, or a config file
+// naming the same addresses (":PORT", which they dial on 127.0.0.1) and the admin token.
+func TestClientReadsTheConfiguration(t *testing.T) {
+	const token = "file-token"
+	httpPort, adminPort := freePort(t), freePort(t)
+	env := []string{fmt.Sprintf("TANDEM_SERVER_ADDR=127.0.0.1:%d", httpPort), fmt.Sprintf("TANDEM_ADMIN_ADDR=127.0.0.1:%d", adminPort)}
+	startTandem(t, append(env, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_ADMIN_TOKEN="+token)...)
+
+	for _, args := range [][]string{{"healthcheck"}, {"jobs", "list"}, {"queues"}} {
+		if r := runTandem(t, t.TempDir(), env, args...); r.code != 0 {
+			t.Errorf("tandem %v with the server's environment: %+v", args, r)
+		}
+	}
+	if r := runTandem(t, t.TempDir(), append(env, "TANDEM_ADMIN_TOKEN="+token), "pools"); r.code != 0 || !strings.Contains(r.stdout, "jobs") {
+		t.Errorf("tandem pools with the server's environment: %+v", r)
+	}
+	if r := runTandem(t, t.TempDir(), env, "pools"); r.code != 1 || !strings.Contains(r.stderr, "401") {
+		t.Errorf("tandem pools without the token: %+v, want 401", r)
+	}
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "config.yaml"), fmt.Sprintf("server:\n  addr: \":%d\"\nadmin:\n  addr: \"127.0.0.1:%d\"\n  token: %s\n", httpPort, adminPort, token))
+	for _, args := range [][]string{{"healthcheck"}, {"jobs", "list"}, {"pools"}} {
+		if r := runTandem(t, dir, nil, args...); r.code != 0 {
+			t.Errorf("tandem %v with ./config.yaml: %+v", args, r)
+		}
+	}
+	other := t.TempDir()
+	if r := runTandem(t, other, nil, "--config", filepath.Join(dir, "config.yaml"), "pools", "show"); r.code != 0 {
+		t.Errorf("tandem --config FILE pools show: %+v", r)
+	}
+	// Flags beat both, and may come before the command.
+	url := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	if r := runTandem(t, other, []string{"TANDEM_SERVER_ADDR=127.0.0.1:1"}, "--server", url, "--json", "jobs", "list"); r.code != 0 || !strings.Contains(r.stdout, `"jobs"`) {
+		t.Errorf("tandem --server URL --json jobs list: %+v", r)
+	}
+	if r := runTandem(t, other, nil, "--server="+url, "enqueue", "noop"); r.code != 0 || !regexp.MustCompile(`(?m)^kind +noop$`).MatchString(r.stdout) {
+		t.Errorf("tandem --server=URL enqueue noop: %+v", r)
+	}
+}
+
+// TestClientRefusedConnection: nothing listening says where the client looked.
+func TestClientRefusedConnection(t *testing.T) {
+	port := freePort(t)
+	want := fmt.Sprintf("is tandem running at http://127.0.0.1:%d?", port)
+	for _, args := range [][]string{{"jobs", "list"}, {"healthcheck"}, {"enqueue", "noop"}} {
+		r := runTandem(t, t.TempDir(), []string{fmt.Sprintf("TANDEM_SERVER_ADDR=:%d", port)}, args...)
+		if r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("tandem %v: %+v, want exit 1 and %q", args, r, want)
+		}
+	}
+}
+
+// TestClientVerbs: the help lists every verb of every client command, and an unknown verb, given
+// alone or with an argument, says so and lists them.
+func TestClientVerbs(t *testing.T) {
+	help := runTandem(t, t.TempDir(), nil, "--help")
+	for _, tc := range []struct {
+		cmd   string
+		verbs []string
+	}{
+		{"jobs", []string{"list", "show", "cancel", "retry", "delete"}},
+		{"queues", []string{"list", "pause", "resume"}},
+		{"pools", []string{"show", "resize", "unpin"}},
+	} {
+		line := regexp.MustCompile(`(?m)^  ` + tc.cmd + ` .*$`).FindString(help.stdout)
+		for _, v := range tc.verbs {
+			if !strings.Contains(line, v) {
+				t.Errorf("tandem --help says %q for %s, without %s", line, tc.cmd, v)
+			}
+		}
+		for _, args := range [][]string{{tc.cmd, "frob"}, {tc.cmd, "frob", "x"}} {
+			r := runTandem(t, t.TempDir(), nil, args...)
+			if r.code != 2 || !strings.Contains(r.stderr, `unknown verb "frob"; the verbs are `+strings.Join(tc.verbs, ", ")) {
+				t.Errorf("tandem %v: %+v", args, r)
+			}
+		}
+	}
+	r := runTandem(t, t.TempDir(), nil, "--json", "frobnicate")
+	if r.code != 2 || !strings.Contains(r.stderr, `unknown command "frobnicate"; the commands are serve, config, check-config, version, healthcheck, enqueue, jobs, queues, pools`) {
+		t.Errorf("tandem --json frobnicate: %+v", r)
+	}
+}
+
+// TestClientJSON: every client command prints a table by default and the server's JSON with --json.
+func TestClientJSON(t *testing.T) {
+	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
+	env := []string{"TANDEM_SERVER_URL=" + p.HTTPURL, "TANDEM_ADMIN_URL=" + p.AdminURL}
+	for _, asJSON := range []bool{false, true} {
+		r := runTandem(t, t.TempDir(), env, "enqueue", "sleep", "--payload", `{"ms":60000}`, "--delay", "1h", "--json")
+		var j struct{ ID string }
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &j) != nil {
+			t.Fatalf("enqueue: %+v", r)
+		}
+		for _, args := range [][]string{
+			{"version"}, {"healthcheck"}, {"enqueue", "noop"}, {"jobs", "list"}, {"jobs", "show", j.ID}, {"jobs", "cancel", j.ID},
+			{"jobs", "retry", j.ID}, {"jobs", "cancel", j.ID}, {"jobs", "delete", j.ID}, {"queues", "list"},
+			{"queues", "pause", "default"}, {"queues", "resume", "default"}, {"pools", "show"}, {"pools", "resize", "jobs", "3"},
+			{"pools", "unpin", "jobs"},
+		} {
+			if asJSON {
+				args = append(args, "--json")
+			}
+			r := runTandem(t, t.TempDir(), env, args...)
+			if r.code != 0 || json.Valid([]byte(r.stdout)) != asJSON || r.stdout == "" {
+				t.Errorf("tandem %v: %+v, want JSON %v", args, r, asJSON)
+			}
+		}
 	}
 }

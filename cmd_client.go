@@ -2,16 +2,21 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -19,28 +24,66 @@ import (
 )
 
 // client talks to a running tandem: the main listener for /v1 and the admin listener for /admin.
+// Its addresses and token come from the same layers as serve's (see resolve), so a client beside
+// a tandem configured by file or environment finds it without being told.
 type client struct {
-	base  string // --server / TANDEM_SERVER_URL
-	admin string // --admin / TANDEM_ADMIN_URL
-	token string // TANDEM_ADMIN_TOKEN
-	json  bool   // --json: print the raw answer
+	base  string // the main listener's URL
+	admin string // the admin listener's URL
+	token string // admin.token
+	json  bool   // --json: print the server's JSON answer
 	http  *http.Client
+
+	config string // --config
 }
 
+// addClientFlags registers the flags every client command shares. They may also come before the
+// command ('tandem --server URL jobs list'; see commandOf).
 func addClientFlags(fs *pflag.FlagSet) *client {
 	c := &client{http: &http.Client{Timeout: 30 * time.Second}}
-	fs.StringVar(&c.base, "server", envOr("TANDEM_SERVER_URL", "http://127.0.0.1:8080"), "tandem's main listener (env TANDEM_SERVER_URL)")
-	fs.StringVar(&c.admin, "admin", envOr("TANDEM_ADMIN_URL", "http://127.0.0.1:9090"), "tandem's admin listener (env TANDEM_ADMIN_URL; token from TANDEM_ADMIN_TOKEN)")
-	fs.BoolVar(&c.json, "json", false, "print the server's JSON answer as is")
-	c.token = os.Getenv("TANDEM_ADMIN_TOKEN")
+	fs.StringVar(&c.base, "server", "", "tandem's main listener URL (default: env TANDEM_SERVER_URL, else http:// and server.addr)")
+	fs.StringVar(&c.admin, "admin", "", "tandem's admin listener URL (default: env TANDEM_ADMIN_URL, else http:// and admin.addr)")
+	fs.StringVar(&c.config, "config", "", "configuration file to read server.addr, admin.addr and admin.token from (default ./config.yaml when present)")
+	fs.BoolVar(&c.json, "json", false, "print the server's JSON answer instead of a table")
 	return c
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+// resolve fills what the flags left unset from serve's layers: defaults < config file <
+// TANDEM_* environment; TANDEM_SERVER_URL and TANDEM_ADMIN_URL, when set, name the URLs outright.
+func (c *client) resolve() error {
+	l, err := loadConfig(LoadOptions{ConfigPath: c.config})
+	if err != nil {
+		return err
 	}
-	return def
+	c.base = cmp.Or(c.base, os.Getenv("TANDEM_SERVER_URL"), "http://"+dialAddr(l.Config.Server.Addr))
+	c.admin = cmp.Or(c.admin, os.Getenv("TANDEM_ADMIN_URL"), "http://"+dialAddr(l.Config.Admin.Addr))
+	c.token = l.Config.Admin.Token
+	return nil
+}
+
+// parseClient parses a client command's flags and resolves its addresses.
+func parseClient(fs *pflag.FlagSet, c *client, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return c.resolve()
+}
+
+// dialAddr turns a listen address into one to dial on this host: no host or an unspecified one
+// (":3000", "0.0.0.0:3000") is 127.0.0.1, "[::]:3000" is [::1]:3000; any other is kept.
+func dialAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen // config validation already refused it for serve; the dial will say why
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	} else if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // apiError is a non-2xx answer, carrying the server's {"error": ...} message.
@@ -56,6 +99,15 @@ func (e *apiError) Error() string {
 		s += fmt.Sprintf("\n  %s: %s", k, v)
 	}
 	return s
+}
+
+// send sends req, asking "is tandem running" when nothing listens there.
+func send(hc *http.Client, req *http.Request) (*http.Response, error) {
+	resp, err := hc.Do(req)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, fmt.Errorf("%w: is tandem running at %s://%s?", err, req.URL.Scheme, req.URL.Host)
+	}
+	return resp, err // a *url.Error: it names the method and the URL
 }
 
 // do sends a request and decodes a JSON answer into out (when non-nil). It returns the raw body.
@@ -78,9 +130,9 @@ func (c *client) do(ctx context.Context, method, base, path string, body any, ou
 	if c.token != "" && base == c.admin {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := send(c.http, req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, req.URL, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -98,60 +150,131 @@ func (c *client) do(ctx context.Context, method, base, path string, body any, ou
 		return raw, &apiError{status: resp.StatusCode, msg: e.Error, fields: e.Fields}
 	}
 	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
+		if err := decodeNumbers(raw, out); err != nil {
 			return raw, fmt.Errorf("%s %s: decode answer: %w", method, req.URL, err)
 		}
 	}
 	return raw, nil
 }
 
-func (c *client) print(stdout io.Writer, raw []byte) {
+// decodeNumbers decodes JSON keeping numbers as written (no 1e+06 for a count).
+func decodeNumbers(raw []byte, out any) error {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	return d.Decode(out)
+}
+
+// show prints an answer: as indented JSON with --json, else through table.
+func (c *client) show(stdout io.Writer, raw []byte, table func(io.Writer) error) error {
+	if !c.json {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		if err := table(tw); err != nil {
+			return err
+		}
+		return tw.Flush()
+	}
 	var buf bytes.Buffer
 	if json.Indent(&buf, raw, "", "  ") != nil {
 		buf.Reset()
 		buf.Write(raw)
 	}
 	buf.WriteByte('\n')
-	_, _ = stdout.Write(buf.Bytes())
+	_, err := stdout.Write(buf.Bytes())
+	return err
 }
 
-// getOrPrint GETs path from the main listener into out; with --json it prints the answer as is
-// and reports done, so the caller prints a table only otherwise.
-func (c *client) getOrPrint(ctx context.Context, path string, out any, stdout io.Writer) (done bool, err error) {
-	raw, err := c.do(ctx, http.MethodGet, c.base, path, nil, out)
+// call sends a request and prints its answer: the server's JSON with --json, else the table.
+func (c *client) call(ctx context.Context, stdout io.Writer, method, base, path string, body any, out any, table func(io.Writer) error) error {
+	raw, err := c.do(ctx, method, base, path, body, out)
 	if err != nil {
-		return true, err
+		return err
 	}
-	if c.json {
-		c.print(stdout, raw)
-		return true, nil
+	return c.show(stdout, raw, table)
+}
+
+// cell formats one decoded JSON value for a table: nothing as "-", objects and lists as JSON.
+func cell(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		if x == "" {
+			return "-"
+		}
+		return x
+	case json.Number, bool:
+		return fmt.Sprint(x)
+	default:
+		b, _ := json.Marshal(x)
+		return string(b)
 	}
-	return false, nil
+}
+
+// rows prints a header of cols (upper case) and one line per object.
+func rows(w io.Writer, cols []string, objs ...map[string]any) error {
+	fmt.Fprintln(w, strings.ToUpper(strings.Join(cols, "\t")))
+	for _, o := range objs {
+		vals := make([]string, len(cols))
+		for i, col := range cols {
+			vals[i] = cell(o[col])
+		}
+		if _, err := fmt.Fprintln(w, strings.Join(vals, "\t")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fields prints one object as lines of key and value: first the keys of order, then the rest.
+func fields(w io.Writer, obj map[string]any, order ...string) error {
+	rest := make([]string, 0, len(obj))
+	for k := range obj {
+		if !slices.Contains(order, k) {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	for _, k := range append(order, rest...) {
+		if v, ok := obj[k]; ok {
+			if _, err := fmt.Fprintf(w, "%s\t%s\n", k, cell(v)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("healthcheck", "[--url URL]", stderr)
-	u := fs.String("url", envOr("TANDEM_HEALTHCHECK_URL", "http://127.0.0.1:8080/readyz"), "readiness URL (env TANDEM_HEALTHCHECK_URL)")
+	fs := newFlagSet("healthcheck", "[--url URL] [--server URL] [--timeout D]", stderr)
+	c := addClientFlags(fs)
+	u := fs.String("url", "", "readiness URL (default: env TANDEM_HEALTHCHECK_URL, else the main listener's /readyz)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseClient(fs, c, args); err != nil {
 		return err
 	}
+	url := cmp.Or(*u, os.Getenv("TANDEM_HEALTHCHECK_URL"), strings.TrimRight(c.base, "/")+"/readyz")
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return usageError{err}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := send(http.DefaultClient, req)
 	if err != nil {
 		return fmt.Errorf("not healthy: %w", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("not ready: %s answered %d", *u, resp.StatusCode)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("not healthy: read %s: %w", url, err)
 	}
-	fmt.Fprintln(stdout, "ok")
-	return nil
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready: %s answered %d", url, resp.StatusCode)
+	}
+	return c.show(stdout, raw, func(w io.Writer) error {
+		_, err := fmt.Fprintln(w, "ok")
+		return err
+	})
 }
 
 func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -192,23 +315,39 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *timeout != 0 {
 		body["timeout"] = timeout.String()
 	}
-	raw, err := c.do(ctx, http.MethodPost, c.base, "/v1/jobs", body, nil)
-	if err != nil {
+	if err := c.resolve(); err != nil {
 		return err
 	}
-	c.print(stdout, raw)
-	return nil
+	var job map[string]any
+	return c.call(ctx, stdout, http.MethodPost, c.base, "/v1/jobs", body, &job, jobFields(&job))
 }
 
-// jobView is the part of a job the CLI shows in lists.
-type jobView struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	Queue     string    `json:"queue"`
-	State     string    `json:"state"`
-	Attempt   int       `json:"attempt"`
-	CreatedAt time.Time `json:"created_at"`
+// jobOrder is the order a job's fields are shown in; the rest follow by name.
+var jobOrder = []string{"id", "kind", "queue", "state", "priority", "attempt", "max_attempts", "timeout",
+	"unique_key", "run_at", "created_at", "updated_at", "started_at", "finished_at", "payload", "result", "errors"}
+
+// jobFields prints the job that the call decodes into *job.
+func jobFields(job *map[string]any) func(io.Writer) error {
+	return func(w io.Writer) error { return fields(w, *job, jobOrder...) }
 }
+
+// checkVerb checks verb against a command's verbs ("" is the first), naming them all when it is not one.
+func checkVerb(verb string, verbs []string) (string, error) {
+	if verb == "" {
+		return verbs[0], nil
+	}
+	if !slices.Contains(verbs, verb) {
+		return "", usageError{fmt.Errorf("unknown verb %q; the verbs are %s", verb, strings.Join(verbs, ", "))}
+	}
+	return verb, nil
+}
+
+// Each client command's verbs, the first being the default; the help and the errors list them.
+var (
+	jobsVerbs   = []string{"list", "show", "cancel", "retry", "delete"}
+	queuesVerbs = []string{"list", "pause", "resume"}
+	poolsVerbs  = []string{"show", "resize", "unpin"}
+)
 
 func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("jobs", "list [--queue Q] [--state S] [--kind K] [--limit N] [--cursor C] | show ID | cancel ID | retry ID | delete ID", stderr)
@@ -221,9 +360,20 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	verb := fs.Arg(0)
+	verb, err := checkVerb(fs.Arg(0), jobsVerbs)
+	if err != nil {
+		return err
+	}
 	switch {
-	case verb == "list" || verb == "":
+	case verb == "list" && fs.NArg() > 1:
+		return usageError{fmt.Errorf("list takes flags, not %q", fs.Arg(1))}
+	case verb != "list" && fs.NArg() != 2:
+		return usageError{fmt.Errorf("%s needs one job ID", verb)}
+	}
+	if err := c.resolve(); err != nil {
+		return err
+	}
+	if verb == "list" {
 		q := url.Values{}
 		for k, v := range map[string]string{"queue": *queue, "state": *state, "kind": *kind, "cursor": *cursor} {
 			if v != "" {
@@ -232,44 +382,40 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		q.Set("limit", strconv.Itoa(*limit))
 		var page struct {
-			Jobs       []jobView `json:"jobs"`
-			NextCursor string    `json:"next_cursor"`
+			Jobs       []map[string]any `json:"jobs"`
+			NextCursor string           `json:"next_cursor"`
 		}
-		if done, err := c.getOrPrint(ctx, "/v1/jobs?"+q.Encode(), &page, stdout); done || err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tKIND\tQUEUE\tSTATE\tATTEMPT\tCREATED")
-		for _, j := range page.Jobs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", j.ID, j.Kind, j.Queue, j.State, j.Attempt, j.CreatedAt.Format(time.RFC3339))
-		}
-		_ = tw.Flush()
-		if page.NextCursor != "" {
-			fmt.Fprintf(stdout, "next page: tandem jobs list --cursor %s\n", page.NextCursor)
-		}
-		return nil
-	case fs.NArg() != 2:
-		return usageError{fmt.Errorf("%s needs a job ID", verb)}
+		return c.call(ctx, stdout, http.MethodGet, c.base, "/v1/jobs?"+q.Encode(), nil, &page, func(w io.Writer) error {
+			if err := rows(w, []string{"id", "kind", "queue", "state", "attempt", "created_at"}, page.Jobs...); err != nil {
+				return err
+			}
+			if page.NextCursor != "" {
+				fmt.Fprintf(w, "next page: tandem jobs list --cursor %s\n", page.NextCursor)
+			}
+			return nil
+		})
 	}
 	id := url.PathEscape(fs.Arg(1))
-	var method, path string
+	var job map[string]any
 	switch verb {
 	case "show":
-		method, path = http.MethodGet, "/v1/jobs/"+id
+		return c.call(ctx, stdout, http.MethodGet, c.base, "/v1/jobs/"+id, nil, &job, jobFields(&job))
 	case "cancel", "retry":
-		method, path = http.MethodPost, "/v1/jobs/"+id+"/"+verb
-	case "delete":
-		method, path = http.MethodDelete, "/v1/jobs/"+id
-	default:
-		return usageError{fmt.Errorf("unknown verb %q (list, show, cancel, retry, delete)", verb)}
+		return c.call(ctx, stdout, http.MethodPost, c.base, "/v1/jobs/"+id+"/"+verb, nil, &job, jobFields(&job))
+	default: // delete: 204, no body
+		if _, err := c.do(ctx, http.MethodDelete, c.base, "/v1/jobs/"+id, nil, nil); err != nil {
+			return err
+		}
+		raw, _ := json.Marshal(map[string]any{"id": fs.Arg(1), "deleted": true})
+		return c.show(stdout, raw, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "deleted %s\n", fs.Arg(1))
+			return err
+		})
 	}
-	raw, err := c.do(ctx, method, c.base, path, nil, nil)
-	if err != nil {
-		return err
-	}
-	c.print(stdout, raw)
-	return nil
 }
+
+// queueCols are the columns of a queue, in the API's order.
+var queueCols = []string{"name", "paused", "scheduled", "ready", "running", "retrying", "succeeded", "dead", "canceled", "oldest_ready_age_seconds"}
 
 func runQueues(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("queues", "[list] | pause NAME | resume NAME", stderr)
@@ -277,39 +423,35 @@ func runQueues(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	switch verb := fs.Arg(0); verb {
-	case "", "list":
+	verb, err := checkVerb(fs.Arg(0), queuesVerbs)
+	if err != nil {
+		return err
+	}
+	switch {
+	case verb == "list" && fs.NArg() > 1:
+		return usageError{fmt.Errorf("list takes no argument, not %q", fs.Arg(1))}
+	case verb != "list" && fs.NArg() != 2:
+		return usageError{fmt.Errorf("%s needs one queue NAME", verb)}
+	}
+	if err := c.resolve(); err != nil {
+		return err
+	}
+	if verb == "list" {
 		var out struct {
 			Queues []map[string]any `json:"queues"`
 		}
-		if done, err := c.getOrPrint(ctx, "/v1/queues", &out, stdout); done || err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		cols := []string{"name", "paused", "scheduled", "ready", "running", "retrying", "succeeded", "dead", "canceled", "oldest_ready_age_seconds"}
-		fmt.Fprintln(tw, strings.ToUpper(strings.Join(cols, "\t")))
-		for _, q := range out.Queues {
-			vals := make([]string, len(cols))
-			for i, col := range cols {
-				vals[i] = fmt.Sprint(q[col])
-			}
-			fmt.Fprintln(tw, strings.Join(vals, "\t"))
-		}
-		return tw.Flush()
-	case "pause", "resume":
-		if fs.NArg() != 2 {
-			return usageError{fmt.Errorf("%s needs a queue NAME", verb)}
-		}
-		raw, err := c.do(ctx, http.MethodPost, c.admin, "/admin/queues/"+url.PathEscape(fs.Arg(1))+"/"+verb, map[string]any{}, nil)
-		if err != nil {
-			return err
-		}
-		c.print(stdout, raw)
-		return nil
-	default:
-		return usageError{fmt.Errorf("unknown verb %q (list, pause, resume)", verb)}
+		return c.call(ctx, stdout, http.MethodGet, c.base, "/v1/queues", nil, &out, func(w io.Writer) error {
+			return rows(w, queueCols, out.Queues...)
+		})
 	}
+	var q map[string]any
+	return c.call(ctx, stdout, http.MethodPost, c.admin, "/admin/queues/"+url.PathEscape(fs.Arg(1))+"/"+verb, map[string]any{}, &q, func(w io.Writer) error {
+		return rows(w, queueCols, q)
+	})
 }
+
+// poolCols are the columns of a pool; the first is its name, the key of the admin API's map.
+var poolCols = []string{"pool", "size", "running", "waiting", "backlog", "rejected", "pinned"}
 
 func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pools", "[show] | resize http|jobs N | unpin http|jobs", stderr)
@@ -318,18 +460,40 @@ func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	switch verb := fs.Arg(0); verb {
-	case "", "show":
-		raw, err := c.do(ctx, http.MethodGet, c.admin, "/admin/pools", nil, nil)
-		if err != nil {
-			return err
+	verb, err := checkVerb(fs.Arg(0), poolsVerbs)
+	if err != nil {
+		return err
+	}
+	want := map[string]int{"show": 1, "resize": 3, "unpin": 2}[verb]
+	if fs.NArg() > want || (verb != "show" && fs.NArg() != want) {
+		return usageError{errors.New("usage: tandem pools [show] | resize http|jobs N | unpin http|jobs")}
+	}
+	if err := c.resolve(); err != nil {
+		return err
+	}
+	one := func(name string, p *map[string]any) func(io.Writer) error {
+		return func(w io.Writer) error {
+			(*p)["pool"] = name
+			return rows(w, poolCols, *p)
 		}
-		c.print(stdout, raw)
-		return nil
+	}
+	switch verb {
+	case "show":
+		var all map[string]map[string]any
+		return c.call(ctx, stdout, http.MethodGet, c.admin, "/admin/pools", nil, &all, func(w io.Writer) error {
+			names := make([]string, 0, len(all))
+			for n := range all {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			objs := make([]map[string]any, len(names))
+			for i, n := range names {
+				objs[i] = all[n]
+				objs[i]["pool"] = n
+			}
+			return rows(w, poolCols, objs...)
+		})
 	case "resize":
-		if fs.NArg() != 3 {
-			return usageError{errors.New("usage: tandem pools resize http|jobs N")}
-		}
 		n, err := strconv.Atoi(fs.Arg(2))
 		if err != nil {
 			return usageError{fmt.Errorf("size %q is not a whole number", fs.Arg(2))}
@@ -338,23 +502,10 @@ func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *backlog >= 0 {
 			body["backlog"] = *backlog
 		}
-		raw, err := c.do(ctx, http.MethodPut, c.admin, "/admin/pools/"+url.PathEscape(fs.Arg(1)), body, nil)
-		if err != nil {
-			return err
-		}
-		c.print(stdout, raw)
-		return nil
-	case "unpin":
-		if fs.NArg() != 2 {
-			return usageError{errors.New("usage: tandem pools unpin http|jobs")}
-		}
-		raw, err := c.do(ctx, http.MethodDelete, c.admin, "/admin/pools/"+url.PathEscape(fs.Arg(1))+"/pin", map[string]any{}, nil)
-		if err != nil {
-			return err
-		}
-		c.print(stdout, raw)
-		return nil
-	default:
-		return usageError{fmt.Errorf("unknown verb %q (show, resize, unpin)", verb)}
+		var p map[string]any
+		return c.call(ctx, stdout, http.MethodPut, c.admin, "/admin/pools/"+url.PathEscape(fs.Arg(1)), body, &p, one(fs.Arg(1), &p))
+	default: // unpin
+		var p map[string]any
+		return c.call(ctx, stdout, http.MethodDelete, c.admin, "/admin/pools/"+url.PathEscape(fs.Arg(1))+"/pin", map[string]any{}, &p, one(fs.Arg(1), &p))
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -65,9 +66,13 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", "", stderr)
+	fs := newFlagSet("version", "[--json]", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]string{"version": version, "commit": commit, "date": date, "go": runtime.Version()})
 	}
 	fmt.Fprintf(stdout, "tandem %s commit=%s date=%s go=%s\n", version, commit, date, runtime.Version())
 	return nil

@@ -27,7 +27,7 @@ var defaultConfigYAML []byte
 const envPrefix = "TANDEM_"
 
 // clientEnv are TANDEM_* variables read by the CLI clients, not configuration keys.
-var clientEnv = []string{"TANDEM_SERVER_URL", "TANDEM_ADMIN_URL"}
+var clientEnv = []string{"TANDEM_SERVER_URL", "TANDEM_ADMIN_URL", "TANDEM_HEALTHCHECK_URL"}
 
 // flagAliases are the short flags, each naming a configuration key.
 var flagAliases = map[string]string{

@@ -38,29 +38,51 @@ type command struct {
 }
 
 func commands() []command {
+	verbs := func(v []string) string { return strings.Join(v, "|") }
 	return []command{
 		{"serve", "run the HTTP server and the job workers (the default)", runServe},
 		{"config", "print the effective configuration (--sources: where each value came from)", runConfig},
 		{"check-config", "validate the configuration and exit", runCheckConfig},
 		{"version", "print version, commit, build date and Go version", runVersion},
 		{"healthcheck", "exit 0 when tandem answers /readyz with 200 (for container HEALTHCHECK)", runHealthcheck},
-		{"enqueue", "enqueue a job on a running tandem", runEnqueue},
-		{"jobs", "list, show, cancel or retry jobs on a running tandem", runJobs},
-		{"queues", "show queues, or pause/resume one, on a running tandem", runQueues},
-		{"pools", "show or resize the pools of a running tandem", runPools},
+		{"enqueue", "enqueue a job on a running tandem: enqueue KIND [--payload JSON]", runEnqueue},
+		{"jobs", verbs(jobsVerbs) + " jobs on a running tandem", runJobs},
+		{"queues", verbs(queuesVerbs) + " queues on a running tandem", runQueues},
+		{"pools", verbs(poolsVerbs) + " the pools of a running tandem", runPools},
 	}
+}
+
+// commandOf splits args into the command and its arguments. The client flags (--server, --admin,
+// --config, --json) may come before the command ('tandem --server URL jobs retry ID') and are
+// passed on to it. Without a command word, the command is serve with every argument
+// ('tandem --threads 16').
+func commandOf(args []string) (string, []string) {
+	global := pflag.NewFlagSet("", pflag.ContinueOnError)
+	addClientFlags(global)
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			return a, append(append([]string(nil), args[:i]...), args[i+1:]...)
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := global.Lookup(name)
+		if f == nil || a == "--" {
+			break // a serve flag: 'tandem --threads 16'
+		}
+		if !hasValue && f.NoOptDefVal == "" {
+			i++ // the flag's value is the next argument
+		}
+	}
+	return "serve", args
 }
 
 // run dispatches to a subcommand and maps its error to an exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	name := "serve"
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 		usage(stdout) // the commands first; 'tandem serve --help' lists the default's flags
 		return exitOK
 	}
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
+	name, args := commandOf(args)
 	if name == "help" {
 		if len(args) == 0 {
 			usage(stdout)
@@ -84,7 +106,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitFail
 		}
 	}
-	fmt.Fprintf(stderr, "tandem: unknown command %q\n\n", name)
+	names := make([]string, 0, len(commands()))
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	fmt.Fprintf(stderr, "tandem: unknown command %q; the commands are %s\n\n", name, strings.Join(names, ", "))
 	usage(stderr)
 	return exitConfig
 }
@@ -96,6 +122,8 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nWith no command, tandem runs serve: 'tandem --threads 16' is 'tandem serve --threads 16'.")
+	fmt.Fprintln(w, "The commands that talk to a running tandem find it from server.addr and admin.addr (config file,")
+	fmt.Fprintln(w, "TANDEM_* environment) unless --server or --admin says where; they print a table, or JSON with --json.")
 	fmt.Fprintln(w, "Run 'tandem help COMMAND' or 'tandem COMMAND --help' for a command's flags.")
 }
 

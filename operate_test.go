@@ -106,7 +106,7 @@ func TestOperateUnderLoad(t *testing.T) {
 	if ps := pools(t, p, token); ps["http"].Size != 6 {
 		t.Fatalf("a pinned pool was resized: %+v", ps)
 	}
-	if r := cli("pools", "unpin", "http"); r.code != 0 || !strings.Contains(r.stdout, `"pinned": false`) {
+	if r := cli("pools", "unpin", "http", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"pinned": false`) {
 		t.Fatalf("unpin: %+v", r)
 	}
 	if r := cli("pools", "resize", "http", "0"); r.code != 1 || !strings.Contains(r.stderr, "400") {
@@ -118,7 +118,7 @@ func TestOperateUnderLoad(t *testing.T) {
 		t.Fatalf("%d requests failed other than by shedding (%d ok, %d jobs)", bad.Load(), okN.Load(), len(ids))
 	}
 	waitAllState(t, p.HTTPURL, ids, "succeeded", 60*time.Second)
-	if r := cli("pools"); r.code != 0 || !strings.Contains(r.stdout, `"jobs"`) {
+	if r := cli("pools", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"jobs"`) {
 		t.Fatalf("tandem pools: %+v", r)
 	}
 	if r := cli("queues"); r.code != 0 || !strings.Contains(r.stdout, "default") {
