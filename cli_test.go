@@ -198,3 +198,11 @@ func TestClientJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestClientEnvIsNotConfiguration: the client's own variables do not stop serve's configuration.
+func TestClientEnvIsNotConfiguration(t *testing.T) {
+	env := []string{"TANDEM_SERVER_URL=http://127.0.0.1:1", "TANDEM_ADMIN_URL=http://127.0.0.1:2", "TANDEM_HEALTHCHECK_URL=http://127.0.0.1:1/readyz"}
+	if r := runTandem(t, t.TempDir(), env, "check-config"); r.code != 0 {
+		t.Fatalf("check-config with the client's variables set: %+v", r)
+	}
+}
