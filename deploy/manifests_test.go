@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -95,7 +97,8 @@ func flatKeys(t *testing.T, path string) map[string]any {
 type manifests struct {
 	kust    kustomization
 	sts     appsv1.StatefulSet
-	svc     corev1.Service
+	svc     corev1.Service // the load-balanced HTTP Service
+	pods    corev1.Service // the StatefulSet's headless governing Service
 	pdb     policyv1.PodDisruptionBudget
 	config  map[string]any // the pod's config.yaml
 	options map[string]any // tandem's own config.yaml: every known key with its default
@@ -107,6 +110,7 @@ func load(t *testing.T) *manifests {
 	strict(t, filepath.Join(base, "kustomization.yaml"), &m.kust)
 	strict(t, filepath.Join(base, "statefulset.yaml"), &m.sts)
 	strict(t, filepath.Join(base, "service.yaml"), &m.svc)
+	strict(t, filepath.Join(base, "service-headless.yaml"), &m.pods)
 	strict(t, filepath.Join(base, "poddisruptionbudget.yaml"), &m.pdb)
 	m.config = flatKeys(t, filepath.Join(base, "config.yaml"))
 	m.options = flatKeys(t, "../config.yaml")
@@ -262,16 +266,73 @@ func TestStatefulSetMatchesTandem(t *testing.T) {
 
 func TestServiceHidesAdmin(t *testing.T) {
 	m := load(t)
-	for _, p := range m.svc.Spec.Ports {
-		if p.TargetPort.StrVal == "admin" || p.TargetPort.IntVal == port(t, m.setting("admin.addr")) {
-			t.Errorf("the Service exposes the admin port: %+v", p)
+	for _, svc := range []corev1.Service{m.svc, m.pods} {
+		for _, p := range svc.Spec.Ports {
+			if p.TargetPort.StrVal == "admin" || p.TargetPort.IntVal == port(t, m.setting("admin.addr")) {
+				t.Errorf("the Service %s exposes the admin port: %+v", svc.Name, p)
+			}
 		}
-	}
-	if m.svc.Spec.Selector["app.kubernetes.io/name"] != m.sts.Spec.Template.Labels["app.kubernetes.io/name"] {
-		t.Error("the Service does not select the StatefulSet's pods")
+		if svc.Spec.Selector["app.kubernetes.io/name"] != m.sts.Spec.Template.Labels["app.kubernetes.io/name"] {
+			t.Errorf("the Service %s does not select the StatefulSet's pods", svc.Name)
+		}
 	}
 	if m.pdb.Spec.Selector == nil || m.pdb.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "tandem" {
 		t.Error("the PodDisruptionBudget does not select tandem")
+	}
+}
+
+// TestStatefulSetServiceIsHeadless: the Service a StatefulSet names as serviceName gives its pods
+// their DNS names only when it is headless; the load-balanced one is a separate Service.
+func TestStatefulSetServiceIsHeadless(t *testing.T) {
+	m := load(t)
+	if m.sts.Spec.ServiceName != m.pods.Name {
+		t.Fatalf("serviceName %q is not the headless Service %q", m.sts.Spec.ServiceName, m.pods.Name)
+	}
+	if m.pods.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("the StatefulSet's Service %s has clusterIP %q, want None (headless)", m.pods.Name, m.pods.Spec.ClusterIP)
+	}
+	if m.svc.Name == m.pods.Name || m.svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		t.Errorf("the HTTP Service %s must be a load-balanced one beside the headless %s", m.svc.Name, m.pods.Name)
+	}
+}
+
+// allowedDisruptions is what the PDB lets voluntary evictions take from replicas ready pods, as the
+// disruption controller counts it (integer budgets only).
+func allowedDisruptions(t *testing.T, pdb policyv1.PodDisruptionBudgetSpec, replicas int) int {
+	t.Helper()
+	switch {
+	case pdb.MinAvailable != nil && pdb.MaxUnavailable == nil && pdb.MinAvailable.Type == intstr.Int:
+		return max(replicas-pdb.MinAvailable.IntValue(), 0)
+	case pdb.MaxUnavailable != nil && pdb.MinAvailable == nil && pdb.MaxUnavailable.Type == intstr.Int:
+		return max(pdb.MaxUnavailable.IntValue(), 0) // of replicas desired, all ready here
+	}
+	t.Fatalf("the PDB must set one of minAvailable and maxUnavailable, as an integer: %+v", pdb)
+	return 0
+}
+
+// TestPodDisruptionBudgetProtects: a drain never takes the last ready tandem (with the base's one
+// replica, it waits for an operator), drains proceed once there are more, and a pod that is not
+// ready never blocks one.
+func TestPodDisruptionBudgetProtects(t *testing.T) {
+	m := load(t)
+	replicas := int(*m.sts.Spec.Replicas)
+	if n := allowedDisruptions(t, m.pdb.Spec, replicas); n != replicas-1 {
+		t.Errorf("with %d replica(s) the PDB allows %d disruption(s), want %d: it must keep one pod", replicas, n, replicas-1)
+	}
+	if n := allowedDisruptions(t, m.pdb.Spec, 3); n < 1 {
+		t.Errorf("with 3 replicas the PDB allows %d disruptions: drains could never proceed", n)
+	}
+	if p := m.pdb.Spec.UnhealthyPodEvictionPolicy; p == nil || *p != policyv1.AlwaysAllow {
+		t.Errorf("unhealthyPodEvictionPolicy %v, want AlwaysAllow: a pod that is not ready must not block a drain", p)
+	}
+}
+
+// TestImageIsPinned: the pods run a release (a version tag or a digest), never a moving tag.
+func TestImageIsPinned(t *testing.T) {
+	m := load(t)
+	image := m.sts.Spec.Template.Spec.Containers[0].Image
+	if !regexp.MustCompile(`^ghcr\.io/tandem-run/tandem(:v\d+\.\d+\.\d+|@sha256:[0-9a-f]{64})$`).MatchString(image) {
+		t.Errorf("image %q: want ghcr.io/tandem-run/tandem:vX.Y.Z or @sha256:..., never :latest or no tag", image)
 	}
 }
 
