@@ -27,5 +27,6 @@ lint:
 	$(GO) vet ./...
 	staticcheck ./...
 
+# Every benchmark in order (figures printed, nothing asserted); BENCH="http jobs" picks some.
 bench:
-	bash bench/run.sh
+	bash bench/run.sh $(BENCH)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -63,5 +64,22 @@ func TestREADMECommandsRunOnLinux(t *testing.T) {
 		if strings.HasPrefix(line, "open ") || strings.HasPrefix(line, "pbcopy") || strings.HasPrefix(line, "brew ") {
 			t.Errorf("README line %q does not run on Linux", line)
 		}
+	}
+}
+
+// TestREADMENamesTheWiringFile: the file the README's layout says wires the process is the one
+// holding serve's life.
+func TestREADMENamesTheWiringFile(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("`([a-z_]+\\.go)` wires configuration").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("the README's layout no longer says which file wires the process")
+	}
+	src, err := os.ReadFile(string(m[1]))
+	if err != nil || !strings.Contains(string(src), "\nfunc runServe(") {
+		t.Fatalf("the README says %s wires the process, but runServe is not there (%v)", m[1], err)
 	}
 }
