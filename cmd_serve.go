@@ -18,6 +18,7 @@ import (
 	"github.com/tandem-run/tandem/metrics"
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/server"
+	"github.com/tandem-run/tandem/sizing"
 	"github.com/tandem-run/tandem/store"
 	"github.com/tandem-run/tandem/systemd"
 	"github.com/tandem-run/tandem/web"
@@ -39,11 +40,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := logs.logger
 
 	// Sizing: what the container allows, then GOMAXPROCS, GOMEMLIMIT and the two pools.
-	res, err := pool.DetectResources(pool.DetectOptions{})
+	res, err := sizing.Detect(sizing.DetectOptions{})
 	if err != nil {
 		log.Warn("cpu and memory limits not detected; using the machine's", "err", err)
 	}
-	rt := pool.ApplyRuntime(res, pool.RuntimeConfig{GOMAXPROCS: cfg.Runtime.GOMAXPROCS, GOMEMLIMITRatio: cfg.Runtime.GOMEMLIMITRatio})
+	rt := sizing.Apply(res, sizing.Options{GOMAXPROCS: cfg.Sizing.GOMAXPROCS, GOMEMLIMITRatio: cfg.Sizing.GOMEMLIMITRatio})
 	sz := deriveSizes(cfg, rt)
 
 	mx := metrics.New(metrics.Options{})
@@ -115,7 +116,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		WriteTimeout: cfg.Server.WriteTimeout, IdleTimeout: cfg.Server.IdleTimeout,
 		MaxHeaderBytes: cfg.Server.MaxHeaderBytes, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,
-		Runtime: runtimeInfo(res, rt), MetricsAuth: cfg.Admin.MetricsAuth,
+		Sizing: sizingInfo(res, rt), MetricsAuth: cfg.Admin.MetricsAuth,
 		Middleware: []func(http.Handler) http.Handler{mx.Middleware}, Metrics: mx.Handler(), OnShed: mx.Shed,
 		Pinners: pinners(scalers), Admitted: admitted, UI: web.Handler(),
 	})
@@ -235,13 +236,13 @@ func (t teardown) run(ctx context.Context, timeout time.Duration, log *slog.Logg
 // sizes are the two pool sizes after "auto" was resolved.
 type sizes struct{ threads, concurrency int }
 
-func deriveSizes(cfg Config, rt pool.RuntimeSettings) sizes {
+func deriveSizes(cfg Config, rt sizing.Settings) sizes {
 	s := sizes{threads: cfg.Server.Threads, concurrency: cfg.Jobs.Concurrency}
 	if s.threads == 0 {
-		s.threads = pool.DefaultThreads(rt.GOMAXPROCS)
+		s.threads = sizing.DefaultThreads(rt.GOMAXPROCS)
 	}
 	if s.concurrency == 0 {
-		s.concurrency = pool.DefaultConcurrency(rt.GOMAXPROCS)
+		s.concurrency = sizing.DefaultConcurrency(rt.GOMAXPROCS)
 	}
 	return s
 }
@@ -278,7 +279,7 @@ type scaler interface {
 
 // startAutoscalers starts the controllers the configuration turns on, keyed by pool name, and
 // returns the middleware the HTTP one needs inside admission. On error none is left running.
-func startAutoscalers(ctx context.Context, cfg Config, rt pool.RuntimeSettings, httpPool *pool.Pool, jobsRT *jobs.Runtime, mx *metrics.Metrics, log *slog.Logger) (_ map[string]scaler, _ []func(http.Handler) http.Handler, err error) {
+func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, httpPool *pool.Pool, jobsRT *jobs.Runtime, mx *metrics.Metrics, log *slog.Logger) (_ map[string]scaler, _ []func(http.Handler) http.Handler, err error) {
 	out := map[string]scaler{}
 	defer func() {
 		if err != nil {

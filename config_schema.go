@@ -16,12 +16,12 @@ import (
 
 // Config is tandem's typed configuration. Sizes of 0 mean "auto" (derived from the CPU quota).
 type Config struct {
-	Server  ServerConfig
-	Admin   AdminConfig
-	Log     LogConfig
-	Runtime RuntimeConfig
-	Store   StoreConfig
-	Jobs    JobsConfig
+	Server ServerConfig
+	Admin  AdminConfig
+	Log    LogConfig
+	Sizing SizingConfig
+	Store  StoreConfig
+	Jobs   JobsConfig
 }
 
 // ServerConfig is the server section.
@@ -52,8 +52,8 @@ type AdminConfig struct {
 // LogConfig is the log section.
 type LogConfig struct{ Level, Format string }
 
-// RuntimeConfig is the runtime section.
-type RuntimeConfig struct {
+// SizingConfig is the runtime section: how GOMAXPROCS and GOMEMLIMIT are derived (package sizing).
+type SizingConfig struct {
 	GOMAXPROCS      int // 0 = auto
 	GOMEMLIMITRatio float64
 }
@@ -125,8 +125,8 @@ var options = []option{
 	{"admin.metrics_auth", "require the token on /metrics", boolValue, func(c *Config, v any) { c.Admin.MetricsAuth = v.(bool) }},
 	{"log.level", "debug, info, warn or error", enum("debug", "info", "warn", "error"), func(c *Config, v any) { c.Log.Level = v.(string) }},
 	{"log.format", "json or text", enum("json", "text"), func(c *Config, v any) { c.Log.Format = v.(string) }},
-	{"runtime.gomaxprocs", "GOMAXPROCS (auto = floor(cpus), at least 1)", autoInt(1, 1024), func(c *Config, v any) { c.Runtime.GOMAXPROCS = v.(int) }},
-	{"runtime.gomemlimit_ratio", "GOMEMLIMIT as a fraction of the memory limit", floatRange(0.1, 1), func(c *Config, v any) { c.Runtime.GOMEMLIMITRatio = v.(float64) }},
+	{"runtime.gomaxprocs", "GOMAXPROCS (auto = floor(cpus), at least 1)", autoInt(1, 1024), func(c *Config, v any) { c.Sizing.GOMAXPROCS = v.(int) }},
+	{"runtime.gomemlimit_ratio", "GOMEMLIMIT as a fraction of the memory limit", floatRange(0.1, 1), func(c *Config, v any) { c.Sizing.GOMEMLIMITRatio = v.(float64) }},
 	{"store.path", "database file", pathValue, func(c *Config, v any) { c.Store.Path = v.(string) }},
 	{"store.open_timeout", "wait for the file lock", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Store.OpenTimeout = v.(time.Duration) }},
 	{"store.sync", "always or none (unsafe)", enum("always", "none"), func(c *Config, v any) { c.Store.Sync = v.(string) }},

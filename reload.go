@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/server"
+	"github.com/tandem-run/tandem/sizing"
 )
 
 // logging is the process logger with a level that SIGHUP can change.
@@ -81,7 +82,7 @@ func applyLive(key string, v any, logs logging, httpPool, jobPool *pool.Pool) er
 	case "server.threads":
 		n := v.(int)
 		if n == 0 {
-			n = pool.DefaultThreads(gomaxprocs)
+			n = sizing.DefaultThreads(gomaxprocs)
 		}
 		_, err := httpPool.Tune(n)
 		return err
@@ -91,7 +92,7 @@ func applyLive(key string, v any, logs logging, httpPool, jobPool *pool.Pool) er
 	case "jobs.concurrency":
 		n := v.(int)
 		if n == 0 {
-			n = pool.DefaultConcurrency(gomaxprocs)
+			n = sizing.DefaultConcurrency(gomaxprocs)
 		}
 		_, err := jobPool.Tune(n)
 		return err
@@ -102,10 +103,10 @@ func applyLive(key string, v any, logs logging, httpPool, jobPool *pool.Pool) er
 	return fmt.Errorf("%s cannot change live", key)
 }
 
-// runtimeInfo returns the function the admin API calls for /admin/runtime's sizing fields.
-func runtimeInfo(res pool.Resources, rt pool.RuntimeSettings) func() server.RuntimeInfo {
-	return func() server.RuntimeInfo {
-		return server.RuntimeInfo{
+// sizingInfo returns the function the admin API calls for /admin/runtime's sizing fields.
+func sizingInfo(res sizing.Resources, rt sizing.Settings) func() server.SizingInfo {
+	return func() server.SizingInfo {
+		return server.SizingInfo{
 			GOMAXPROCS: rt.GOMAXPROCS, GOMAXPROCSSource: rt.GOMAXPROCSSource,
 			CPUQuota: res.CPUQuota, CPUsAllowed: res.CPUsAllowed,
 			MemoryLimit: res.MemoryLimit, GOMEMLIMIT: rt.GOMEMLIMIT,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/pool"
+	"github.com/tandem-run/tandem/sizing"
 	"github.com/tandem-run/tandem/store"
 	"go.uber.org/goleak"
 )
@@ -531,7 +532,7 @@ func TestDefaultBackoffBounds(t *testing.T) {
 
 // TestWorkersArePinned reads a worker thread's CPU affinity back from the kernel while the job runs.
 func TestWorkersArePinned(t *testing.T) {
-	res, _ := pool.DetectResources(pool.DetectOptions{})
+	res, _ := sizing.Detect(sizing.DetectOptions{})
 	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
 	rt := build(t, b, 2, nil)
 	// Replace the pool with a pinned one.

@@ -1,4 +1,4 @@
-// Package pool provides tandem's two bounded worker pools and the sizing they start from.
+// Package pool provides tandem's two bounded worker pools.
 //
 // A Pool is an ants goroutine pool behind an admission gate. The gate holds the pool's size (how
 // many tasks run at once) and a bounded FIFO backlog of callers waiting for a slot, each for at most
@@ -6,8 +6,8 @@
 // because ants cannot time a waiting Submit out or change its blocking limit live, and both are the
 // point of the threads knob: nothing waits forever and memory stays bounded.
 //
-// The same package detects the CPU and memory the process may use (cgroup v1 and v2, affinity)
-// and derives GOMAXPROCS and default pool sizes from them; see DetectResources and ApplyRuntime.
+// How big the pools start is package sizing's business: it reads the cgroup and affinity limits and
+// derives GOMAXPROCS and the default sizes.
 package pool
 
 import (

@@ -105,9 +105,9 @@ func requireJSON(next http.Handler) http.Handler {
 func (s *Server) runtimeInfo(w http.ResponseWriter, r *http.Request) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	var info RuntimeInfo
-	if s.opts.Runtime != nil {
-		info = s.opts.Runtime()
+	var info SizingInfo
+	if s.opts.Sizing != nil {
+		info = s.opts.Sizing()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"gomaxprocs": runtime.GOMAXPROCS(0), "gomaxprocs_source": info.GOMAXPROCSSource,

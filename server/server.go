@@ -27,8 +27,9 @@ import (
 	"github.com/tandem-run/tandem/pool"
 )
 
-// RuntimeInfo is what main derived at start, reported by GET /admin/runtime.
-type RuntimeInfo struct {
+// SizingInfo is what the process derived from its limits (package sizing), reported by GET
+// /admin/runtime.
+type SizingInfo struct {
 	GOMAXPROCS       int
 	GOMAXPROCSSource string
 	CPUQuota         float64 // cores; 0 = no limit
@@ -82,8 +83,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by /admin/runtime.
 	Version string
-	// Runtime reports what main derived. Optional.
-	Runtime func() RuntimeInfo
+	// Sizing reports what the process derived from its limits. Optional.
+	Sizing func() SizingInfo
 	// Middleware wraps every request of both routers, outermost first (metrics). Optional.
 	Middleware []func(http.Handler) http.Handler
 	// Admitted wraps each request of the main router after admission, on the worker that runs it

@@ -1,76 +1,16 @@
-package pool
+package sizing
 
 import (
 	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 )
-
-// Resources is what the process may use, read from its cgroup and CPU affinity.
-type Resources struct {
-	CPUQuota      float64 // cores allowed by the cgroup CPU quota (quota/period); 0 = no limit
-	CPUsAllowed   int     // CPUs in the affinity mask
-	AllowedCPUs   []int   // their ids, ascending
-	CPUs          float64 // min(CPUsAllowed, CPUQuota when set)
-	MemoryLimit   int64   // bytes, from the cgroup memory limit; 0 = no limit
-	CgroupVersion int     // 1 or 2 for the hierarchy the CPU limit was read from; 0 when none was found
-}
-
-// DetectOptions say where to read from. The zero value reads the running process.
-type DetectOptions struct {
-	// Root is the directory under which /proc/self/cgroup, /proc/self/mountinfo and the cgroup
-	// files are read. Default "/". Tests point it at a fake tree.
-	Root string
-	// Affinity returns the CPUs the process may run on. Default: sched_getaffinity.
-	Affinity func() ([]int, error)
-}
-
-// DetectResources reads the CPU quota, memory limit and affinity of the calling process. Missing
-// cgroup files mean "no limit"; unreadable or garbled ones are an error that names the file, and the
-// Resources returned alongside still hold what could be read (at least the affinity).
-func DetectResources(opts DetectOptions) (Resources, error) {
-	if opts.Root == "" {
-		opts.Root = "/"
-	}
-	if opts.Affinity == nil {
-		opts.Affinity = schedAffinity
-	}
-	var r Resources
-	cpus, err := opts.Affinity()
-	if err != nil || len(cpus) == 0 {
-		cpus = make([]int, runtime.NumCPU())
-		for i := range cpus {
-			cpus[i] = i
-		}
-	}
-	r.AllowedCPUs, r.CPUsAllowed, r.CPUs = cpus, len(cpus), float64(len(cpus))
-
-	cg, err := readCgroups(opts.Root)
-	if err != nil {
-		return r, err
-	}
-	quota, version, err := cg.cpuQuota()
-	if err != nil {
-		return r, err
-	}
-	r.CPUQuota, r.CgroupVersion = quota, version
-	if quota > 0 && quota < r.CPUs {
-		r.CPUs = quota
-	}
-	if r.MemoryLimit, err = cg.memoryLimit(); err != nil {
-		return r, err
-	}
-	return r, nil
-}
 
 // cgroups is where the process's cgroup directories are: one per v1 controller, and the v2 one.
 type cgroups struct {
@@ -366,72 +306,4 @@ func readLines(file string) ([]string, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return lines, nil
-}
-
-// GOMAXPROCSFor returns the GOMAXPROCS for a CPU budget: floor(cpus), at least 1 (1.5 cores -> 1,
-// 0.5 -> 1, 2 -> 2). A fractional core is time, not parallelism: rounding up lets the Go scheduler
-// run more threads than the quota pays for, and they get throttled in every CFS period (why
-// automaxprocs rounds down). Go 1.25's own default rounds up and never goes below 2, which is wrong
-// for a pod limited to 1 CPU.
-func GOMAXPROCSFor(cpus float64) int {
-	return max(int(math.Floor(cpus)), 1)
-}
-
-// DefaultThreads is the default server.threads: 2 x gomaxprocs + 1, Gunicorn's rule for I/O-bound
-// request handling (while one request waits on the network another can use the core).
-func DefaultThreads(gomaxprocs int) int { return 2*gomaxprocs + 1 }
-
-// DefaultConcurrency is the default jobs.concurrency: one worker per core, for CPU-bound jobs.
-func DefaultConcurrency(gomaxprocs int) int { return gomaxprocs }
-
-// RuntimeConfig is what the configuration says about GOMAXPROCS and GOMEMLIMIT.
-type RuntimeConfig struct {
-	GOMAXPROCS      int                 // 0 = derive
-	GOMEMLIMITRatio float64             // share of the memory limit; default 0.9
-	Getenv          func(string) string // default os.Getenv
-}
-
-// RuntimeSettings says what ApplyRuntime set and why.
-type RuntimeSettings struct {
-	GOMAXPROCS       int
-	GOMAXPROCSSource string // "env", "config", "cgroup" (the quota limited it) or "affinity"
-	GOMEMLIMIT       int64  // what we set; 0 = left alone
-	GOMEMLIMITSource string // "env", "cgroup" or "none"
-}
-
-// ApplyRuntime sets GOMAXPROCS and GOMEMLIMIT. Precedence for GOMAXPROCS: the GOMAXPROCS
-// environment variable (Go applied it already; left alone, as Go users expect), then the configured
-// value, then GOMAXPROCSFor(r.CPUs). For GOMEMLIMIT: the GOMEMLIMIT environment variable, then
-// ratio x r.MemoryLimit when there is a limit, else Go's default (no limit).
-func ApplyRuntime(r Resources, c RuntimeConfig) RuntimeSettings {
-	if c.Getenv == nil {
-		c.Getenv = os.Getenv
-	}
-	if c.GOMEMLIMITRatio <= 0 || c.GOMEMLIMITRatio > 1 {
-		c.GOMEMLIMITRatio = 0.9
-	}
-	var s RuntimeSettings
-	switch {
-	case c.Getenv("GOMAXPROCS") != "":
-		s.GOMAXPROCS, s.GOMAXPROCSSource = runtime.GOMAXPROCS(0), "env"
-	case c.GOMAXPROCS > 0:
-		s.GOMAXPROCS, s.GOMAXPROCSSource = c.GOMAXPROCS, "config"
-	default:
-		s.GOMAXPROCS, s.GOMAXPROCSSource = GOMAXPROCSFor(r.CPUs), "affinity"
-		if r.CPUQuota > 0 && r.CPUQuota < float64(r.CPUsAllowed) {
-			s.GOMAXPROCSSource = "cgroup"
-		}
-	}
-	runtime.GOMAXPROCS(s.GOMAXPROCS)
-
-	switch {
-	case c.Getenv("GOMEMLIMIT") != "":
-		s.GOMEMLIMIT, s.GOMEMLIMITSource = debug.SetMemoryLimit(-1), "env"
-	case r.MemoryLimit > 0:
-		s.GOMEMLIMIT, s.GOMEMLIMITSource = int64(float64(r.MemoryLimit)*c.GOMEMLIMITRatio), "cgroup"
-		debug.SetMemoryLimit(s.GOMEMLIMIT)
-	default:
-		s.GOMEMLIMITSource = "none"
-	}
-	return s
 }

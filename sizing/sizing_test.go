@@ -1,4 +1,4 @@
-package pool
+package sizing
 
 import (
 	"path/filepath"
@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// TestDetectResources reads the fake cgroup trees in testdata/cgroup, each a filesystem root with
+// TestDetect reads the fake cgroup trees in testdata/cgroup, each a filesystem root with
 // /proc/self/cgroup, /proc/self/mountinfo and the cgroup files.
-func TestDetectResources(t *testing.T) {
+func TestDetect(t *testing.T) {
 	four := func() ([]int, error) { return []int{0, 1, 2, 3}, nil }
 	cases := []struct {
 		tree       string
@@ -33,7 +33,7 @@ func TestDetectResources(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.tree, func(t *testing.T) {
-			r, err := DetectResources(DetectOptions{Root: filepath.Join("testdata/cgroup", tc.tree), Affinity: four})
+			r, err := Detect(DetectOptions{Root: filepath.Join("testdata/cgroup", tc.tree), Affinity: four})
 			if tc.errPart != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.errPart) {
 					t.Fatalf("got %v, want an error naming %s", err, tc.errPart)
@@ -67,37 +67,27 @@ func TestSizingRules(t *testing.T) {
 	}
 }
 
-// TestApplyRuntimePrecedence: GOMAXPROCS env > config > derived; GOMEMLIMIT env > cgroup ratio.
-func TestApplyRuntimePrecedence(t *testing.T) {
+// TestApplyPrecedence: GOMAXPROCS env > config > derived; GOMEMLIMIT env > cgroup ratio.
+func TestApplyPrecedence(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1)) // the test sets tiny limits
 	res := Resources{CPUQuota: 1.5, CPUsAllowed: 4, CPUs: 1.5, MemoryLimit: 1000}
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	s := ApplyRuntime(res, RuntimeConfig{Getenv: env(nil)})
+	s := Apply(res, Options{Getenv: env(nil)})
 	if s.GOMAXPROCS != 1 || s.GOMAXPROCSSource != "cgroup" || runtime.GOMAXPROCS(0) != 1 || s.GOMEMLIMIT != 900 || s.GOMEMLIMITSource != "cgroup" {
 		t.Fatalf("derived: %+v", s)
 	}
-	s = ApplyRuntime(res, RuntimeConfig{GOMAXPROCS: 3, GOMEMLIMITRatio: 0.5, Getenv: env(nil)})
+	s = Apply(res, Options{GOMAXPROCS: 3, GOMEMLIMITRatio: 0.5, Getenv: env(nil)})
 	if s.GOMAXPROCS != 3 || s.GOMAXPROCSSource != "config" || s.GOMEMLIMIT != 500 {
 		t.Fatalf("config: %+v", s)
 	}
 	runtime.GOMAXPROCS(2) // what Go would have set from GOMAXPROCS=2
-	s = ApplyRuntime(res, RuntimeConfig{GOMAXPROCS: 3, Getenv: env(map[string]string{"GOMAXPROCS": "2", "GOMEMLIMIT": "1GiB"})})
+	s = Apply(res, Options{GOMAXPROCS: 3, Getenv: env(map[string]string{"GOMAXPROCS": "2", "GOMEMLIMIT": "1GiB"})})
 	if s.GOMAXPROCS != 2 || s.GOMAXPROCSSource != "env" || s.GOMEMLIMITSource != "env" {
 		t.Fatalf("env: %+v", s)
 	}
-	s = ApplyRuntime(Resources{CPUsAllowed: 2, CPUs: 2}, RuntimeConfig{Getenv: env(nil)})
+	s = Apply(Resources{CPUsAllowed: 2, CPUs: 2}, Options{Getenv: env(nil)})
 	if s.GOMAXPROCS != 2 || s.GOMAXPROCSSource != "affinity" || s.GOMEMLIMITSource != "none" {
 		t.Fatalf("no limits: %+v", s)
-	}
-}
-
-func TestParseCPUList(t *testing.T) {
-	got, err := parseCPUList("0-2,5,7-8")
-	if err != nil || len(got) != 6 || got[3] != 5 || got[5] != 8 {
-		t.Fatalf("%v %v", got, err)
-	}
-	if _, err := parseCPUList("3-1"); err == nil {
-		t.Fatal("bad range accepted")
 	}
 }

@@ -1,0 +1,11 @@
+// Package sizing answers "how big should this process be?" from the limits the kernel puts on it.
+//
+// Detect reads the CPU quota (cgroup v1 cpu.cfs_quota_us/cpu.cfs_period_us or v2 cpu.max), the
+// memory limit (v1 memory.limit_in_bytes or v2 memory.max) and the CPU affinity mask of the calling
+// process. Apply turns those into GOMAXPROCS and GOMEMLIMIT and says where each value came from;
+// DefaultThreads and DefaultConcurrency give the pools' default sizes for a GOMAXPROCS.
+//
+// Caveats: a fractional quota rounds down (1.5 CPUs is GOMAXPROCS 1, see GOMAXPROCSFor); a limit set
+// on a parent cgroup counts, the tightest one on the way up wins; and the limits are read when
+// called, so a caller that wants to follow a live resize calls Detect again.
+package sizing
