@@ -115,6 +115,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, ReadTimeout: cfg.Server.ReadTimeout,
 		WriteTimeout: cfg.Server.WriteTimeout, IdleTimeout: cfg.Server.IdleTimeout,
 		MaxHeaderBytes: cfg.Server.MaxHeaderBytes, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
+		BodyTimeout: cfg.Server.BodyTimeout, ShutdownDelay: cfg.Server.ShutdownDelay,
+		AccessLog: accessLog(cfg.Log.Access), SlowRequest: cfg.Log.SlowRequest,
 		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,
 		Sizing: sizingInfo(res, rt), MetricsAuth: cfg.Admin.MetricsAuth,
 		Middleware: []func(http.Handler) http.Handler{mx.Middleware}, Metrics: mx.Handler(), OnShed: mx.Shed,
@@ -146,19 +148,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer notify.Stop()
 
-	listenerErr := waitForStop(ctx, log, srv.Errors(), func() { reload(l, fs, logs, httpPool, jobPool, log) })
+	listenerErr := waitForStop(ctx, log, srv.Errors(), func() { reload(l, fs, logs, live{httpPool, jobPool, srv}, log) })
 	if listenerErr != nil {
 		srv.SetReady(false) // readiness never says 200 with a listener gone
 	}
 
-	// Shutdown, in order (asynq's): stop taking requests (readiness 503, listeners closed, requests
-	// in flight finish up to server.shutdown_timeout), so no new job arrives; then stop the jobs
-	// runtime (no new leases, running jobs finish up to jobs.shutdown_timeout, the rest go back to
-	// ready); then the pools and the store. A second signal exits at once (waitForStop).
+	// Shutdown, in order (asynq's): stop taking requests (readiness 503 at once, requests still
+	// served for server.shutdown_delay, then the listener closed and requests in flight finish up
+	// to server.shutdown_timeout), so no new job arrives; then stop the jobs runtime (no new
+	// leases, running jobs finish up to jobs.shutdown_timeout, the rest go back to ready); then the
+	// pools and the store. A second signal exits at once (waitForStop).
 	_ = notify.Stopping("draining")
-	log.Info("shutting down", "server_timeout", cfg.Server.ShutdownTimeout.String(), "jobs_timeout", cfg.Jobs.ShutdownTimeout.String())
+	log.Info("shutting down", "server_delay", cfg.Server.ShutdownDelay.String(), "server_timeout", cfg.Server.ShutdownTimeout.String(), "jobs_timeout", cfg.Jobs.ShutdownTimeout.String())
 	var errs []error
-	srvCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownTimeout)
+	srvCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownDelay+cfg.Server.ShutdownTimeout)
 	errs = append(errs, srv.Shutdown(srvCtx))
 	cancel()
 	jobsCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Jobs.ShutdownTimeout+5*time.Second)
@@ -231,6 +234,12 @@ func (t teardown) run(ctx context.Context, timeout time.Duration, log *slog.Logg
 			log.Warn("stopping after a failed start", "err", err)
 		}
 	}
+}
+
+// accessLog maps log.access (validated by the schema) to the server's policy.
+func accessLog(s string) server.AccessLog {
+	a, _ := server.ParseAccessLog(s)
+	return a
 }
 
 // sizes are the two pool sizes after "auto" was resolved.

@@ -37,7 +37,9 @@ type ServerConfig struct {
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
 	MaxBodyBytes      int
+	BodyTimeout       time.Duration
 	ShutdownTimeout   time.Duration
+	ShutdownDelay     time.Duration
 	DemoRoutes        bool
 	Autoscale         Bounds
 }
@@ -50,7 +52,11 @@ type AdminConfig struct {
 }
 
 // LogConfig is the log section.
-type LogConfig struct{ Level, Format string }
+type LogConfig struct {
+	Level, Format string
+	Access        string // all, errors or off
+	SlowRequest   time.Duration
+}
 
 // SizingConfig is the runtime section: how GOMAXPROCS and GOMEMLIMIT are derived (package sizing).
 type SizingConfig struct {
@@ -116,7 +122,9 @@ var options = []option{
 	{"server.idle_timeout", "keep-alive idle timeout", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Server.IdleTimeout = v.(time.Duration) }},
 	{"server.max_header_bytes", "largest request header", intRange(4096, 64<<20), func(c *Config, v any) { c.Server.MaxHeaderBytes = v.(int) }},
 	{"server.max_body_bytes", "largest request body", intRange(1024, 1<<30), func(c *Config, v any) { c.Server.MaxBodyBytes = v.(int) }},
+	{"server.body_timeout", "time to read a request body once its headers are in (at most read_timeout)", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Server.BodyTimeout = v.(time.Duration) }},
 	{"server.shutdown_timeout", "time for requests in flight at shutdown", durRange(0, time.Hour), func(c *Config, v any) { c.Server.ShutdownTimeout = v.(time.Duration) }},
+	{"server.shutdown_delay", "time /readyz answers 503 before the listener closes at shutdown", durRange(0, time.Hour), func(c *Config, v any) { c.Server.ShutdownDelay = v.(time.Duration) }},
 	{"server.demo_routes", "serve /demo/*", boolValue, func(c *Config, v any) { c.Server.DemoRoutes = v.(bool) }},
 	{"server.autoscale.min", "threads autoscale lower bound (0 with max 0: off)", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Server.Autoscale.Min = v.(int) }},
 	{"server.autoscale.max", "threads autoscale upper bound", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Server.Autoscale.Max = v.(int) }},
@@ -125,6 +133,8 @@ var options = []option{
 	{"admin.metrics_auth", "require the token on /metrics", boolValue, func(c *Config, v any) { c.Admin.MetricsAuth = v.(bool) }},
 	{"log.level", "debug, info, warn or error", enum("debug", "info", "warn", "error"), func(c *Config, v any) { c.Log.Level = v.(string) }},
 	{"log.format", "json or text", enum("json", "text"), func(c *Config, v any) { c.Log.Format = v.(string) }},
+	{"log.access", "access log lines: all, errors (4xx, 5xx, slow) or off", enum("all", "errors", "off"), func(c *Config, v any) { c.Log.Access = v.(string) }},
+	{"log.slow_request", "log.access errors also logs requests slower than this", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Log.SlowRequest = v.(time.Duration) }},
 	{"runtime.gomaxprocs", "GOMAXPROCS (auto = floor(cpus), at least 1)", autoInt(1, 1024), func(c *Config, v any) { c.Sizing.GOMAXPROCS = v.(int) }},
 	{"runtime.gomemlimit_ratio", "GOMEMLIMIT as a fraction of the memory limit", floatRange(0.1, 1), func(c *Config, v any) { c.Sizing.GOMEMLIMITRatio = v.(float64) }},
 	{"store.path", "database file", pathValue, func(c *Config, v any) { c.Store.Path = v.(string) }},

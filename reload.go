@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/tandem-run/tandem/pool"
@@ -40,12 +41,19 @@ func parseLevel(s string) slog.Level {
 // liveKeys can change without a restart; SIGHUP applies them.
 var liveKeys = map[string]bool{
 	"server.threads": true, "server.backlog": true, "jobs.concurrency": true, "log.level": true,
+	"log.access": true, "log.slow_request": true,
+}
+
+// live is what SIGHUP can change in the running process.
+type live struct {
+	httpPool, jobPool *pool.Pool
+	srv               *server.Server
 }
 
 // reload re-reads the configuration (same file, environment and flags as at start), applies the
 // knobs that can change live and reports the others as needing a restart. A configuration that
 // no longer loads changes nothing.
-func reload(start *Loaded, fs *pflag.FlagSet, logs logging, httpPool, jobPool *pool.Pool, log *slog.Logger) {
+func reload(start *Loaded, fs *pflag.FlagSet, logs logging, to live, log *slog.Logger) {
 	path, _ := fs.GetString("config")
 	next, err := loadConfig(LoadOptions{ConfigPath: path, Flags: fs})
 	if err != nil {
@@ -62,7 +70,7 @@ func reload(start *Loaded, fs *pflag.FlagSet, logs logging, httpPool, jobPool *p
 			restart = append(restart, key)
 			continue
 		}
-		if err := applyLive(key, now, logs, httpPool, jobPool); err != nil {
+		if err := applyLive(key, now, logs, to); err != nil {
 			log.Error("reload: not applied", "key", key, "err", err)
 			continue
 		}
@@ -76,7 +84,7 @@ func reload(start *Loaded, fs *pflag.FlagSet, logs logging, httpPool, jobPool *p
 	log.Info("reload done", "applied", len(applied), "need_restart", len(restart))
 }
 
-func applyLive(key string, v any, logs logging, httpPool, jobPool *pool.Pool) error {
+func applyLive(key string, v any, logs logging, to live) error {
 	gomaxprocs := runtime.GOMAXPROCS(0)
 	switch key {
 	case "server.threads":
@@ -84,20 +92,26 @@ func applyLive(key string, v any, logs logging, httpPool, jobPool *pool.Pool) er
 		if n == 0 {
 			n = sizing.DefaultThreads(gomaxprocs)
 		}
-		_, err := httpPool.Tune(n)
+		_, err := to.httpPool.Tune(n)
 		return err
 	case "server.backlog":
-		_, err := httpPool.SetBacklog(v.(int))
+		_, err := to.httpPool.SetBacklog(v.(int))
 		return err
 	case "jobs.concurrency":
 		n := v.(int)
 		if n == 0 {
 			n = sizing.DefaultConcurrency(gomaxprocs)
 		}
-		_, err := jobPool.Tune(n)
+		_, err := to.jobPool.Tune(n)
 		return err
 	case "log.level":
 		logs.level.Set(parseLevel(v.(string)))
+		return nil
+	case "log.access":
+		to.srv.SetAccessLog(accessLog(v.(string)))
+		return nil
+	case "log.slow_request":
+		to.srv.SetSlowRequest(v.(time.Duration))
 		return nil
 	}
 	return fmt.Errorf("%s cannot change live", key)

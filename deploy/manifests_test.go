@@ -228,9 +228,16 @@ func TestStatefulSetMatchesTandem(t *testing.T) {
 			t.Errorf("env %s is not a tandem configuration key", e.Name)
 		}
 	}
-	// Grace period covers preStop plus both drains.
+	// Grace period covers the wait before the drain (a preStop sleep, server.shutdown_delay) plus
+	// both drains. A setting comes from the container's env, else the pod's config, else the default.
 	dur := func(key string) time.Duration {
-		d, err := time.ParseDuration(fmt.Sprint(m.setting(key)))
+		v := m.setting(key)
+		for _, e := range c.Env {
+			if e.Name == "TANDEM_"+strings.ToUpper(strings.ReplaceAll(key, ".", "_")) {
+				v = e.Value
+			}
+		}
+		d, err := time.ParseDuration(fmt.Sprint(v))
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
@@ -239,10 +246,15 @@ func TestStatefulSetMatchesTandem(t *testing.T) {
 	var preStop time.Duration
 	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
 		preStop = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
-	} else {
-		t.Error("no preStop sleep")
 	}
-	need := preStop + dur("server.shutdown_timeout") + dur("jobs.shutdown_timeout")
+	delay := dur("server.shutdown_delay")
+	if preStop+delay == 0 {
+		t.Error("neither server.shutdown_delay nor a preStop sleep: endpoints still routing to the pod meet a closed listener")
+	}
+	if rp := c.ReadinessProbe; rp != nil && delay > 0 && delay <= time.Duration(rp.PeriodSeconds*max(1, rp.FailureThreshold))*time.Second {
+		t.Errorf("server.shutdown_delay %s is too short for the readiness probe (every %ds, %d failures) to see the 503", delay, rp.PeriodSeconds, rp.FailureThreshold)
+	}
+	need := preStop + delay + dur("server.shutdown_timeout") + dur("jobs.shutdown_timeout")
 	if pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= need {
 		t.Errorf("terminationGracePeriodSeconds must exceed %s", need)
 	}
@@ -350,5 +362,45 @@ func TestExamples(t *testing.T) {
 	}
 	if q := so.Spec.Triggers[0].Metadata["query"]; !strings.Contains(q, "tandem_queue_ready_jobs") {
 		t.Errorf("KEDA query %q does not use tandem's queue depth metric", q)
+	}
+}
+
+// TestSystemdStopCoversDrain: the unit's TimeoutStopSec exceeds server.shutdown_delay plus both
+// drains, with the delay the unit sets (Environment=TANDEM_SERVER_SHUTDOWN_DELAY=...) or tandem's
+// default, so systemd never SIGKILLs a drain half-way.
+func TestSystemdStopCoversDrain(t *testing.T) {
+	m := load(t)
+	raw, err := os.ReadFile("systemd/tandem.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]string{}
+	var stop time.Duration
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "TimeoutStopSec="); ok {
+			if stop, err = time.ParseDuration(v); err != nil {
+				t.Fatalf("TimeoutStopSec=%s: %v", v, err)
+			}
+		}
+		if v, ok := strings.CutPrefix(line, "Environment="); ok {
+			if k, val, ok := strings.Cut(v, "="); ok {
+				set[k] = val
+			}
+		}
+	}
+	dur := func(key string) time.Duration {
+		v := fmt.Sprint(m.options[key])
+		if e, ok := set["TANDEM_"+strings.ToUpper(strings.ReplaceAll(key, ".", "_"))]; ok {
+			v = e
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		return d
+	}
+	need := dur("server.shutdown_delay") + dur("server.shutdown_timeout") + dur("jobs.shutdown_timeout")
+	if stop <= need {
+		t.Errorf("TimeoutStopSec %s must exceed shutdown_delay + both shutdown timeouts = %s", stop, need)
 	}
 }

@@ -26,6 +26,8 @@ func (w *nopWriter) WriteHeader(int)             {}
 //	tandem     tandem's whole main-listener stack: request id, body limit, admission (pool slot,
 //	           handler inline, timeout context)
 //	unadmitted the same stack without the threads pool (Options.Threads nil): H1's baseline
+//	tandem_info_log  tandem at the default log level (info, log.access errors): what deciding
+//	           per request whether to write an access line costs
 //	ants       the pool's gate with the handler handed to an ants worker (pool.Do): the design
 //	           first tried, 25% slower on H1 over loopback
 //	gate       the pool's gate alone, handler inline
@@ -45,6 +47,11 @@ func BenchmarkAdmission(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// At the default log level: the access log decides per request whether to write a line.
+	infoLog, err := New(Options{Threads: p, DemoRoutes: true, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
 	plain := chi.NewRouter()
 	plain.Get("/demo/hello", demoHello)
 	sem := make(chan struct{}, 64)
@@ -55,6 +62,7 @@ func BenchmarkAdmission(b *testing.B) {
 		{"none", plain},
 		{"tandem", srv.Handler()},
 		{"unadmitted", unadmitted.Handler()},
+		{"tandem_info_log", infoLog.Handler()},
 		{"ants", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := p.Do(r.Context(), func() { plain.ServeHTTP(w, r) }); err != nil {
 				w.WriteHeader(503)

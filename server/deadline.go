@@ -151,6 +151,7 @@ type requestCtx struct {
 	id     string
 	route  *chi.Context
 	answer answerWriter // admission's writer, allocated with the rest of the request's state
+	status statusWriter // the access log's writer, likewise
 }
 
 // Value answers the request id and route context, then defers to the deadline context.

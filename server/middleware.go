@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"net/http"
 	"runtime/debug"
@@ -48,6 +47,9 @@ func (s *Server) requestID(routes chi.Routes, next http.Handler) http.Handler {
 			id = idPrefix + "-" + strconv.FormatUint(idSeq.Add(1), 36)
 		}
 		w.Header().Set("X-Request-Id", id)
+		if s.draining.Load() {
+			w.Header().Set("Connection", "close") // move clients off an instance that is going away
+		}
 		rc := &requestCtx{deadlineCtx: deadlineCtx{Context: r.Context()}, id: id, route: chi.NewRouteContext()}
 		rc.route.Routes = routes
 		defer rc.release()
@@ -65,68 +67,6 @@ func saneID(id string) bool {
 		}
 	}
 	return true
-}
-
-// statusWriter records the status and size of a response.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.bytes += n
-	return n, err
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// Flush lets streaming handlers flush through the wrapper.
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// accessLog writes one structured line per request, labelled by route pattern (bounded) with the
-// raw path beside it.
-func (s *Server) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.log.Enabled(r.Context(), slog.LevelInfo) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
-		}
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
-			slog.Int("status", cmpStatus(sw.status)), slog.Int("bytes", sw.bytes),
-			slog.Duration("duration", time.Since(start)), slog.String("request_id", RequestID(r.Context())),
-			slog.String("remote", r.RemoteAddr))
-	})
-}
-
-func cmpStatus(s int) int {
-	if s == 0 {
-		return http.StatusOK
-	}
-	return s
 }
 
 // limitBody caps request bodies; reading past the cap fails with *http.MaxBytesError (413).

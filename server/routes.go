@@ -33,13 +33,18 @@ func (s *Server) mainRouter() chi.Router {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	root.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			writeError(w, r, http.StatusServiceUnavailable, "shutting down")
+			return
+		}
 		if !s.ready.Load() {
 			writeError(w, r, http.StatusServiceUnavailable, "not ready")
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mws := []func(http.Handler) http.Handler{s.limitBody}
+	// The body is read before admission: a request holds no thread while it waits on its client.
+	mws := []func(http.Handler) http.Handler{s.bufferBody}
 	if s.opts.Threads != nil {
 		mws = append(mws, s.admission)
 	}

@@ -77,6 +77,18 @@ type Options struct {
 	MaxHeaderBytes int
 	// MaxBodyBytes caps request bodies (413 past it). Default 8 MiB.
 	MaxBodyBytes int64
+	// BodyTimeout is the longest the main router waits for a request's body once its headers are
+	// in; past it the client gets 408 and the connection is closed. Bodies are read whole before
+	// admission, so a slow client holds no thread. Default 10s, and never more than ReadTimeout.
+	BodyTimeout time.Duration
+	// ShutdownDelay is how long Shutdown keeps serving after /readyz turned 503, so that a load
+	// balancer polling readiness stops sending before the listener closes. Default 0: none.
+	ShutdownDelay time.Duration
+	// AccessLog says which requests get an access log line (INFO). Default AccessErrors.
+	AccessLog AccessLog
+	// SlowRequest: under AccessErrors, requests that took longer than this are logged too.
+	// Default 1s.
+	SlowRequest time.Duration
 	// DemoRoutes serves /demo/hello, /demo/io and /demo/cpu.
 	DemoRoutes bool
 	// Logger for access logs and errors. Default slog.Default().
@@ -111,6 +123,8 @@ func (o Options) withDefaults() Options {
 	o.IdleTimeout = cmp.Or(o.IdleTimeout, 120*time.Second)
 	o.MaxHeaderBytes = cmp.Or(o.MaxHeaderBytes, 1<<20)
 	o.MaxBodyBytes = cmp.Or(o.MaxBodyBytes, 8<<20)
+	o.BodyTimeout = min(cmp.Or(o.BodyTimeout, 10*time.Second), o.ReadTimeout)
+	o.SlowRequest = cmp.Or(o.SlowRequest, time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -147,6 +161,8 @@ type Server struct {
 	admin    chi.Router
 
 	ready     atomic.Bool
+	draining  atomic.Bool // Shutdown began: /readyz says so, responses close their connections
+	access    accessPolicy
 	main      *http.Server
 	adminSrv  *http.Server
 	mainLn    net.Listener
@@ -163,6 +179,8 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Logger, serveErrs: make(chan error, 2)}
+	s.SetAccessLog(opts.AccessLog)
+	s.SetSlowRequest(opts.SlowRequest)
 	s.router = s.mainRouter()
 	s.admin = s.adminRouter()
 	return s, nil
@@ -175,19 +193,19 @@ func (s *Server) Router() chi.Router { return s.router }
 func (s *Server) AdminRouter() chi.Router { return s.admin }
 
 // Handler returns the main listener's whole handler, for tests and embedding.
-func (s *Server) Handler() http.Handler { return s.outer(s.mainRoot) }
+func (s *Server) Handler() http.Handler { return s.outer(s.mainRoot, false) }
 
 // AdminHandler returns the admin listener's whole handler.
-func (s *Server) AdminHandler() http.Handler { return s.outer(s.admin) }
+func (s *Server) AdminHandler() http.Handler { return s.outer(s.admin, true) }
 
 // outer adds what both listeners share outside the routers: request ids, access logs, the
 // configured middleware.
-func (s *Server) outer(router chi.Router) http.Handler {
+func (s *Server) outer(router chi.Router, admin bool) http.Handler {
 	var h http.Handler = router
 	for i := len(s.opts.Middleware) - 1; i >= 0; i-- {
 		h = s.opts.Middleware[i](h)
 	}
-	return s.requestID(router, s.accessLog(h))
+	return s.requestID(router, s.accessLog(admin, h))
 }
 
 // Start listens on both addresses and serves in the background; it returns once both listen.
@@ -250,12 +268,30 @@ func (s *Server) Errors() <-chan error { return s.serveErrs }
 // SetReady sets what /readyz answers.
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
-// Shutdown turns readiness off, stops accepting connections and waits for requests in flight until
-// ctx ends; the admin listener closes last, so an operator can watch the drain.
+// Shutdown stops the server, in this order:
+//  1. /readyz answers 503 ("shutting down") at once, and every response from now on closes its
+//     connection, so clients that kept one open reconnect, to another instance.
+//  2. For ShutdownDelay both listeners keep serving as before: a load balancer that polls
+//     readiness sees 503 and takes the instance out while its requests still succeed.
+//  3. The main listener closes (new connections are refused) and the requests in flight finish,
+//     until ctx ends; then the rest are cut off.
+//  4. The admin listener closes last, so an operator can watch the drain.
+//
+// ctx bounds the whole of it, the delay included. A second call does not wait the delay again.
 func (s *Server) Shutdown(ctx context.Context) error {
+	again := s.draining.Swap(true)
 	s.SetReady(false)
 	if s.main == nil {
 		return nil
+	}
+	if d := s.opts.ShutdownDelay; d > 0 && !again {
+		s.log.Info("readiness off; serving on before closing the listener", "shutdown_delay", d.String())
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
 	}
 	err := s.main.Shutdown(ctx)
 	if err != nil {

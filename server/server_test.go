@@ -263,7 +263,7 @@ func TestHeaderAndBodyLimits(t *testing.T) {
 }
 
 func TestTimeoutPanicAndRequestIDs(t *testing.T) {
-	b := setup(t, func(o *Options) { o.RequestTimeout = 100 * time.Millisecond }, func(r chi.Router) {
+	b := setup(t, func(o *Options) { o.RequestTimeout, o.AccessLog = 100*time.Millisecond, AccessAll }, func(r chi.Router) {
 		r.Get("/stuck", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done(); time.Sleep(50 * time.Millisecond) })
 		r.Get("/panic", func(w http.ResponseWriter, r *http.Request) { panic("boom") })
 		// A handler that polls Err and never waits on Done must still see its deadline.
