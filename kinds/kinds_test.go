@@ -84,7 +84,7 @@ func TestValidationAtEnqueue(t *testing.T) {
 		{"http", `{"url":"http://x","method":"FETCH"}`, "payload.method"},
 		{"exec", `{"argv":["/bin/sh","-c","id"]}`, "payload.argv"},
 		{"exec", `{"argv":[]}`, "payload.argv"},
-		{"exec", `{"argv":["/bin/echo"],"env":{"A":1}}`, "payload.env"},
+		{"exec", `{"argv":["/bin/echo"],"env":{"A":1}}`, "payload.env.A"},
 		{"http", `{"url":"http://x","headers":[]}`, "payload.headers"},
 		{"cpu", `{"n":1} {"n":2}`, "payload"},
 	} {
