@@ -25,7 +25,15 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-var errNull = errors.New("must not be null")
+// Errors Decode returns that callers may branch on (to add a hint, say).
+var (
+	// ErrUnknownField means the Go type has no member of that name.
+	ErrUnknownField = errors.New("unknown field")
+	// ErrDuplicateKey means an object gives the name twice.
+	ErrDuplicateKey = errors.New("duplicate key")
+	// ErrNull means a null where the Go type cannot hold one.
+	ErrNull = errors.New("must not be null")
+)
 
 var rawMessage = reflect.TypeFor[json.RawMessage]()
 
@@ -38,7 +46,7 @@ func refuseNull(d *jsontext.Decoder, v any) error {
 	if t := reflect.TypeOf(v).Elem(); t.Kind() == reflect.Interface || t == rawMessage {
 		return jsonv2.SkipFunc
 	}
-	return errNull
+	return ErrNull
 }
 
 var (
@@ -67,9 +75,9 @@ func Decode(data []byte, v any) (field string, err error) {
 		field = fieldName(data, se.JSONPointer)
 		switch {
 		case errors.Is(se.Err, jsonv2.ErrUnknownName):
-			return field, errors.New("unknown field")
-		case errors.Is(se.Err, errNull):
-			return field, errNull
+			return field, ErrUnknownField
+		case errors.Is(se.Err, ErrNull):
+			return field, ErrNull
 		case se.GoType != nil && se.JSONKind != 0:
 			return field, typeError(se)
 		}
@@ -77,7 +85,7 @@ func Decode(data []byte, v any) (field string, err error) {
 	case errors.As(err, &sy):
 		switch {
 		case errors.Is(sy.Err, jsontext.ErrDuplicateName):
-			return fieldName(data, sy.JSONPointer), errors.New("duplicate key")
+			return fieldName(data, sy.JSONPointer), ErrDuplicateKey
 		case strings.Contains(sy.Err.Error(), "after top-level value"):
 			return "", errors.New("trailing data after the JSON value")
 		}
