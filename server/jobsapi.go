@@ -19,25 +19,29 @@ import (
 
 // jobRoutes is the job API; the admin listener mounts the same routes for the dashboard.
 func (s *Server) jobRoutes(r chi.Router) {
-	r.Post("/jobs", s.enqueue)
-	r.Get("/jobs", s.listJobs)
-	r.Post("/jobs/batch", s.enqueueBatch)
-	r.Get("/jobs/{id}", s.getJob)
-	r.Delete("/jobs/{id}", s.deleteJob)
-	r.Post("/jobs/{id}/cancel", s.cancelJob)
-	r.Post("/jobs/{id}/retry", s.retryJob)
-	r.Get("/queues", s.listQueues)
+	r.With(queryParams("queue", "state", "kind", "limit", "cursor")).Get("/jobs", s.listJobs)
+	r.Group(func(r chi.Router) {
+		r.Use(queryParams())
+		r.Post("/jobs", s.enqueue)
+		r.Post("/jobs/batch", s.enqueueBatch)
+		r.Get("/jobs/{id}", s.getJob)
+		r.Delete("/jobs/{id}", s.deleteJob)
+		r.Post("/jobs/{id}/cancel", s.cancelJob)
+		r.Post("/jobs/{id}/retry", s.retryJob)
+		r.Get("/queues", s.listQueues)
+	})
 }
 
 // enqueueRequest is the JSON body of POST /v1/jobs. Durations take "30s" or a number of seconds.
+// A field left out takes its default; null is refused for every field but payload (strictjson).
 type enqueueRequest struct {
 	Kind        string          `json:"kind"`
 	Queue       string          `json:"queue"`
-	Payload     json.RawMessage `json:"payload"`
+	Payload     json.RawMessage `json:"payload"` // null is {}, as when left out
 	Priority    int             `json:"priority"`
 	RunAt       string          `json:"run_at"`
 	Delay       json.RawMessage `json:"delay"`
-	MaxAttempts int             `json:"max_attempts"`
+	MaxAttempts *int            `json:"max_attempts"` // a pointer: 0 is refused, not taken for the default
 	Timeout     json.RawMessage `json:"timeout"`
 	UniqueKey   string          `json:"unique_key"`
 }
@@ -54,7 +58,13 @@ func decodeStrict(body []byte, v any) (field string, err error) {
 
 // params turns a request into EnqueueParams, collecting field errors under prefix.
 func (q enqueueRequest) params(prefix string, fields map[string]string) jobs.EnqueueParams {
-	p := jobs.EnqueueParams{Kind: q.Kind, Queue: q.Queue, Payload: q.Payload, Priority: q.Priority, MaxAttempts: q.MaxAttempts, UniqueKey: q.UniqueKey}
+	p := jobs.EnqueueParams{Kind: q.Kind, Queue: q.Queue, Payload: q.Payload, Priority: q.Priority, UniqueKey: q.UniqueKey}
+	// EnqueueParams takes 0 for "the default"; a client that sends 0 means something else.
+	if q.MaxAttempts != nil {
+		if p.MaxAttempts = *q.MaxAttempts; p.MaxAttempts == 0 {
+			fields[prefix+"max_attempts"] = fmt.Sprintf("must be from 1 to %d, got 0", jobs.MaxAttemptsLimit)
+		}
+	}
 	if q.RunAt != "" {
 		t, err := time.Parse(time.RFC3339Nano, q.RunAt)
 		if err != nil {
@@ -68,14 +78,19 @@ func (q enqueueRequest) params(prefix string, fields map[string]string) jobs.Enq
 	}
 	if p.Timeout, err = parseDuration(q.Timeout); err != nil {
 		fields[prefix+"timeout"] = err.Error()
+	} else if len(q.Timeout) > 0 && p.Timeout == 0 {
+		fields[prefix+"timeout"] = fmt.Sprintf("must be above 0 and at most %gh", jobs.MaxTimeout.Hours())
 	}
 	return p
 }
 
-// parseDuration accepts "1m30s" or a number of seconds.
+// parseDuration accepts "1m30s" or a number of seconds; absent is 0.
 func parseDuration(raw json.RawMessage) (time.Duration, error) {
-	if len(raw) == 0 || string(raw) == "null" {
+	if len(raw) == 0 {
 		return 0, nil
+	}
+	if string(raw) == "null" {
+		return 0, errors.New("must not be null")
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
