@@ -24,7 +24,7 @@ func (s *Server) adminRouter() chi.Router {
 	a := chi.NewRouter()
 	a.NotFound(notFound)
 	a.MethodNotAllowed(methodNotAllowed(a))
-	a.Use(middleware.GetHead, s.adminAuth(a), sameOrigin, requireJSON, s.limitBody)
+	a.Use(middleware.GetHead, onAdmin, s.adminAuth(a), sameOrigin, requireJSON, s.limitBody)
 	a.Group(func(a chi.Router) {
 		a.Use(queryParams())
 		a.Get("/admin/runtime", s.runtimeInfo)
@@ -185,7 +185,7 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, ok := readBody(w, r)
+	body, ok := s.readBody(w, r)
 	if !ok {
 		return
 	}
@@ -276,13 +276,13 @@ func (s *Server) pauseQueue(paused bool) http.HandlerFunc {
 			}
 		}
 		if err != nil {
-			writeErr(w, r, err)
+			s.writeErr(w, r, err)
 			return
 		}
 		s.audit(r, "queue "+name+" paused", before.Paused, paused)
 		q, err := s.opts.Jobs.Queue(r.Context(), name)
 		if err != nil {
-			writeErr(w, r, err)
+			s.writeErr(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, viewQueue(q, time.Now()))

@@ -86,9 +86,9 @@ func FuzzResize(f *testing.F) {
 	})
 }
 
-// checkAnswer sends body and checks the answer: a 2xx that valid accepts, or an error status with
-// a JSON error (fields on 400 and 413) that wrote no job. It reports whether
-// the request was accepted.
+// checkAnswer sends body and checks the answer: a 2xx that valid accepts, or an error status
+// with a JSON error (fields on 400 and 413, a request id on 5xx) that wrote no job. It reports
+// whether the request was accepted.
 func checkAnswer(t *testing.T, b *bundle, h http.Handler, method, path, body string, valid func(map[string]any) bool) bool {
 	t.Helper()
 	before := countJobs(t, b)
@@ -113,6 +113,9 @@ func checkAnswer(t *testing.T, b *bundle, h http.Handler, method, path, body str
 		}
 		if w.Code != 503 && len(e.Fields) == 0 {
 			t.Fatalf("%d without fields: %s", w.Code, w.Body)
+		}
+		if w.Code == 503 && e.RequestID == "" {
+			t.Fatalf("503 without a request id: %s", w.Body)
 		}
 		if after := countJobs(t, b); after != before {
 			t.Fatalf("a refused request (%d) wrote a job: %d -> %d", w.Code, before, after)

@@ -108,17 +108,17 @@ func parseDuration(raw json.RawMessage) (time.Duration, error) {
 }
 
 // readBody reads a JSON request body (the body limit applies).
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, fmt.Errorf("%w: %w", errReadBody, err))
 		return nil, false
 	}
 	return body, true
 }
 
 func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
-	body, ok := readBody(w, r)
+	body, ok := s.readBody(w, r)
 	if !ok {
 		return
 	}
@@ -135,7 +135,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 	}
 	j, created, err := s.opts.Jobs.Enqueue(r.Context(), p)
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	status := http.StatusOK // a live job held the unique key
@@ -147,7 +147,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
-	body, ok := readBody(w, r)
+	body, ok := s.readBody(w, r)
 	if !ok {
 		return
 	}
@@ -169,7 +169,7 @@ func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	out, created, err := s.opts.Jobs.EnqueueBatch(r.Context(), ps)
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	views := make([]jobView, len(out))
@@ -190,7 +190,7 @@ func viewJob(j *jobs.Job) jobView { return jobView{Job: j, Timeout: j.Timeout.St
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	j, err := s.opts.Jobs.Get(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, viewJob(j))
@@ -216,7 +216,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	list, next, err := s.opts.Jobs.List(r.Context(), f)
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	views := make([]jobView, len(list))
@@ -237,7 +237,7 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 func (s *Server) jobAction(w http.ResponseWriter, r *http.Request, act func(ctx context.Context, id string) (*jobs.Job, error)) {
 	j, err := act(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, viewJob(j))
@@ -245,7 +245,7 @@ func (s *Server) jobAction(w http.ResponseWriter, r *http.Request, act func(ctx 
 
 func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 	if err := s.opts.Jobs.Delete(r.Context(), chi.URLParam(r, "id")); err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -281,7 +281,7 @@ func viewQueue(q store.QueueStats, now time.Time) queueView {
 func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
 	qs, err := s.opts.Jobs.Queues(r.Context())
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	now := time.Now()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -164,5 +165,53 @@ func TestUnknownQueryParameters(t *testing.T) {
 		return out
 	}()); paused.Queues[0].Paused {
 		t.Fatal("a refused pause paused the queue")
+	}
+}
+
+// TestTooLargeNamesTheLimit: a payload over jobs.max_payload_bytes is a 413 naming the payload's
+// field (jobs[i].payload in a batch), its size and the limit; a body over the body limit is a 413
+// naming the body and that limit, whether or not the client said its length up front.
+func TestTooLargeNamesTheLimit(t *testing.T) {
+	b := setup(t, func(o *Options) { o.MaxBodyBytes = 1 << 20 }, nil)
+	payload := `{"pad":"` + strings.Repeat("x", 70000) + `"}` // 70010 bytes, over the 65536 default
+	cases := []struct {
+		name, path, body string
+		chunked          bool // no Content-Length: the limit is met while reading
+		field, msg       string
+	}{
+		{"payload", "/v1/jobs", `{"kind":"noop","payload":` + payload + `}`, false,
+			"payload", "must be at most 65536 bytes, got 70010"},
+		{"payload in a batch", "/v1/jobs/batch", `{"jobs":[{"kind":"noop"},{"kind":"noop","payload":` + payload + `}]}`, false,
+			"jobs[1].payload", "must be at most 65536 bytes, got 70010"},
+		{"body", "/v1/jobs", `{"kind":"noop","payload":"` + strings.Repeat("x", 1<<20) + `"}`, false,
+			"body", "must be at most 1048576 bytes"},
+		{"body without a length", "/v1/jobs", `{"kind":"noop","payload":"` + strings.Repeat("x", 1<<20) + `"}`, true,
+			"body", "must be at most 1048576 bytes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var rd io.Reader = strings.NewReader(tc.body)
+			if tc.chunked {
+				rd = io.MultiReader(rd) // hides the length from the client
+			}
+			req, _ := http.NewRequest("POST", b.base+tc.path, rd)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := b.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			e := decodeJSON[errorBody](t, "error", string(raw))
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || e.Fields[tc.field] != tc.msg || !strings.Contains(e.Error, tc.msg) {
+				t.Fatalf("%d %s; want 413 with %s: %q", resp.StatusCode, raw, tc.field, tc.msg)
+			}
+			if strings.Contains(e.Error, "jobs[0]") && tc.path == "/v1/jobs" {
+				t.Fatalf("a single job's error names a batch item: %q", e.Error)
+			}
+		})
+	}
+	if n := countJobs(t, b); n != 0 {
+		t.Fatalf("refused requests wrote %d jobs", n)
 	}
 }
