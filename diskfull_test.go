@@ -16,9 +16,10 @@ import (
 )
 
 // TestDiskFullAnswers503AndRecovers: a real tandem whose database sits on a small tmpfs. Once the
-// filesystem is full, POST /v1/jobs answers 503 with Retry-After and a JSON error; every job
-// answered 201 before is still there; when space returns, enqueues succeed again without a restart;
-// and after a restart every acknowledged job is still there.
+// filesystem is full, POST /v1/jobs answers 503 with Retry-After and a JSON error that names
+// neither the database's path nor the OS error, but a request id whose log line has both; every
+// job answered 201 before is still there; when space returns, enqueues succeed again without a
+// restart; and after a restart every acknowledged job is still there.
 func TestDiskFullAnswers503AndRecovers(t *testing.T) {
 	dir := tandemtest.Tmpfs(t, "4m")
 	env := []string{"TANDEM_STORE_PATH=" + filepath.Join(dir, "tandem.db")}
@@ -44,7 +45,10 @@ func TestDiskFullAnswers503AndRecovers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out struct{ ID, Error string }
+		var out struct {
+			ID, Error string
+			RequestID string `json:"request_id"`
+		}
 		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
 		if err != nil {
@@ -55,9 +59,19 @@ func TestDiskFullAnswers503AndRecovers(t *testing.T) {
 			acked = append(acked, out.ID)
 		case http.StatusServiceUnavailable:
 			refused = true
-			if resp.Header.Get("Retry-After") == "" || !strings.Contains(out.Error, "no space left") {
-				t.Fatalf("503 on a full disk: Retry-After %q, error %q", resp.Header.Get("Retry-After"), out.Error)
+			if resp.Header.Get("Retry-After") == "" || strings.Contains(out.Error, dir) || strings.Contains(out.Error, "no space left") ||
+				out.RequestID == "" || out.RequestID != resp.Header.Get("X-Request-Id") {
+				t.Fatalf("503 on a full disk: Retry-After %q, X-Request-Id %q, body %+v; want Retry-After, the request id and no path or OS error",
+					resp.Header.Get("Retry-After"), resp.Header.Get("X-Request-Id"), out)
 			}
+			tandemtest.WaitFor(t, "the log line of request "+out.RequestID+" with the detail", func() bool {
+				for _, line := range strings.Split(p.Logs(), "\n") {
+					if strings.Contains(line, out.RequestID) && strings.Contains(line, "no space left") && strings.Contains(line, dir) {
+						return true
+					}
+				}
+				return false
+			})
 		default:
 			t.Fatalf("enqueue on a full disk: status %d, error %q", resp.StatusCode, out.Error)
 		}

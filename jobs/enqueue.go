@@ -16,13 +16,20 @@ type EnqueueParams struct {
 	Priority    int             // 0..9, higher runs first
 	RunAt       time.Time       // run at this time (not with Delay)
 	Delay       time.Duration   // run after this delay (not with RunAt)
-	MaxAttempts int             // 1..1000; default the kind's, then Options.MaxAttempts
-	Timeout     time.Duration   // per attempt, up to 24h; default the kind's, then Options.Timeout
+	MaxAttempts int             // 1..MaxAttemptsLimit; 0 means the kind's, then Options.MaxAttempts
+	Timeout     time.Duration   // per attempt, up to MaxTimeout; 0 means the kind's, then Options.Timeout
 	UniqueKey   string          // while a live job holds it, Enqueue returns that job
 }
 
-// maxUniqueKey bounds unique keys (they are bbolt keys).
-const maxUniqueKey = 256
+// Limits of EnqueueParams.
+const (
+	// MaxAttemptsLimit is the most attempts a job may be given.
+	MaxAttemptsLimit = 1000
+	// MaxTimeout is the longest per-attempt timeout a job may be given.
+	MaxTimeout = 24 * time.Hour
+	// maxUniqueKey bounds unique keys (they are bbolt keys).
+	maxUniqueKey = 256
+)
 
 // build validates p, the i-th job of a batch, and returns the job to insert. Field names in errors
 // are prefixed by "jobs[i].".
@@ -52,11 +59,11 @@ func (r *Runtime) build(p EnqueueParams, i int, now time.Time, verr *ValidationE
 	if p.Delay > 0 && !p.RunAt.IsZero() {
 		add("run_at", "give run_at or delay, not both")
 	}
-	if p.MaxAttempts != 0 && (p.MaxAttempts < 1 || p.MaxAttempts > 1000) {
-		add("max_attempts", fmt.Sprintf("must be from 1 to 1000, got %d", p.MaxAttempts))
+	if p.MaxAttempts != 0 && (p.MaxAttempts < 1 || p.MaxAttempts > MaxAttemptsLimit) {
+		add("max_attempts", fmt.Sprintf("must be from 1 to %d, got %d", MaxAttemptsLimit, p.MaxAttempts))
 	}
-	if p.Timeout < 0 || p.Timeout > 24*time.Hour {
-		add("timeout", "must be above 0 and at most 24h")
+	if p.Timeout < 0 || p.Timeout > MaxTimeout {
+		add("timeout", fmt.Sprintf("must be above 0 and at most %gh", MaxTimeout.Hours()))
 	}
 	if len(p.UniqueKey) > maxUniqueKey {
 		add("unique_key", fmt.Sprintf("must be at most %d bytes", maxUniqueKey))
@@ -65,7 +72,9 @@ func (r *Runtime) build(p EnqueueParams, i int, now time.Time, verr *ValidationE
 		p.Payload = json.RawMessage(`{}`)
 	}
 	if len(p.Payload) > r.opts.MaxPayloadBytes {
-		return nil, fmt.Errorf("%w: %s%d bytes, at most %d", ErrPayloadTooLarge, fmt.Sprintf("jobs[%d].", i), len(p.Payload), r.opts.MaxPayloadBytes)
+		return nil, &ValidationError{Err: ErrPayloadTooLarge, Fields: map[string]string{
+			fmt.Sprintf("jobs[%d].payload", i): fmt.Sprintf("must be at most %d bytes, got %d", r.opts.MaxPayloadBytes, len(p.Payload)),
+		}}
 	}
 	if !json.Valid(p.Payload) {
 		add("payload", "is not valid JSON")
@@ -109,8 +118,9 @@ func firstPositive[T int | time.Duration](vs ...T) T {
 }
 
 // Enqueue validates and durably stores one job. created is false when a live job already held
-// p.UniqueKey: that job is returned instead. Errors: *ValidationError (nothing written),
-// ErrPayloadTooLarge, ErrQueueFull, or a store error (a failed commit: nothing acknowledged).
+// p.UniqueKey: that job is returned instead. Errors: *ValidationError (nothing written; it is also
+// ErrPayloadTooLarge for a payload over the limit), ErrQueueFull, or a store error (a failed
+// commit: nothing acknowledged).
 func (r *Runtime) Enqueue(ctx context.Context, p EnqueueParams) (*Job, bool, error) {
 	jobs, created, err := r.EnqueueBatch(ctx, []EnqueueParams{p})
 	if err != nil {

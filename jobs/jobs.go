@@ -64,7 +64,8 @@ var (
 	// ErrInvalidState means the job's state does not allow the operation (cancel a finished job,
 	// retry a succeeded one).
 	ErrInvalidState = errors.New("invalid state for this operation")
-	// ErrPayloadTooLarge means the payload is over Options.MaxPayloadBytes.
+	// ErrPayloadTooLarge means the payload is over Options.MaxPayloadBytes. It comes as a
+	// *ValidationError that names the payload's field, its size and the limit.
 	ErrPayloadTooLarge = errors.New("payload too large")
 	// ErrStopped means the runtime was stopped.
 	ErrStopped = errors.New("jobs runtime stopped")
@@ -124,7 +125,13 @@ type ValidationError struct {
 	// Subject names what was invalid in the message ("invalid <Subject>: ..."). Default "job".
 	Subject string
 	Fields  map[string]string
+	// Err, when set, is the sentinel this error also is (ErrPayloadTooLarge), so a caller can
+	// branch on it with errors.Is and still read the fields; it leads the message. Optional.
+	Err error
 }
+
+// Unwrap returns Err.
+func (e *ValidationError) Unwrap() error { return e.Err }
 
 func (e *ValidationError) Error() string {
 	keys := make([]string, 0, len(e.Fields))
@@ -136,7 +143,11 @@ func (e *ValidationError) Error() string {
 	for i, k := range keys {
 		parts[i] = k + ": " + e.Fields[k]
 	}
-	return "invalid " + cmp.Or(e.Subject, "job") + ": " + strings.Join(parts, "; ")
+	lead := "invalid " + cmp.Or(e.Subject, "job")
+	if e.Err != nil {
+		lead = e.Err.Error()
+	}
+	return lead + ": " + strings.Join(parts, "; ")
 }
 
 func (e *ValidationError) add(field, msg string) {

@@ -312,11 +312,19 @@ func TestValidation(t *testing.T) {
 			t.Errorf("%s: got %v, want a ValidationError on %s", tc.name, err, tc.field)
 		}
 	}
-	if _, _, err := rt.Enqueue(context.Background(), EnqueueParams{Kind: "v", Payload: json.RawMessage(`"` + strings.Repeat("x", 100) + `"`)}); !errors.Is(err, ErrPayloadTooLarge) {
-		t.Errorf("large payload: %v", err)
-	}
-	_, _, err := rt.EnqueueBatch(context.Background(), []EnqueueParams{{Kind: "v"}, {Kind: "v", Priority: -1}})
+	// A payload over the limit is ErrPayloadTooLarge and names the field, its size and the limit.
+	big := json.RawMessage(`"` + strings.Repeat("x", 100) + `"`)
+	_, _, err := rt.Enqueue(context.Background(), EnqueueParams{Kind: "v", Payload: big})
 	var ve *ValidationError
+	if !errors.Is(err, ErrPayloadTooLarge) || !errors.As(err, &ve) || ve.Fields["payload"] != "must be at most 64 bytes, got 102" ||
+		err.Error() != "payload too large: payload: must be at most 64 bytes, got 102" {
+		t.Errorf("large payload: %v (fields %v)", err, ve)
+	}
+	_, _, err = rt.EnqueueBatch(context.Background(), []EnqueueParams{{Kind: "v"}, {Kind: "v", Payload: big}})
+	if !errors.Is(err, ErrPayloadTooLarge) || !errors.As(err, &ve) || ve.Fields["jobs[1].payload"] == "" {
+		t.Errorf("large payload in a batch: %v", err)
+	}
+	_, _, err = rt.EnqueueBatch(context.Background(), []EnqueueParams{{Kind: "v"}, {Kind: "v", Priority: -1}})
 	if !errors.As(err, &ve) || ve.Fields["jobs[1].priority"] == "" {
 		t.Errorf("batch field names: %v", err)
 	}

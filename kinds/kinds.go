@@ -208,15 +208,16 @@ type execKind struct {
 	max   int
 }
 
-// ErrNotAllowed means the program is not in jobs.exec.allow.
-var ErrNotAllowed = errors.New("program not in jobs.exec.allow")
+// ErrNotAllowed means the program is not in Options.ExecAllow. Its text names neither the
+// configuration nor the programs allowed: it is what an API client who asked for another is told.
+var ErrNotAllowed = errors.New("program not allowed")
 
 func (e execKind) check(p execPayload) error {
 	if len(p.Argv) == 0 || p.Argv[0] == "" {
 		return fieldErr("payload.argv", "must name a program and its arguments")
 	}
 	if !slices.Contains(e.allow, p.Argv[0]) {
-		return fieldErr("payload.argv", fmt.Sprintf("%s: %v (allowed: %v)", p.Argv[0], ErrNotAllowed, e.allow))
+		return fieldErr("payload.argv", fmt.Sprintf("%s: %v", p.Argv[0], ErrNotAllowed))
 	}
 	return nil
 }

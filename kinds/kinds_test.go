@@ -84,7 +84,7 @@ func TestValidationAtEnqueue(t *testing.T) {
 		{"http", `{"url":"http://x","method":"FETCH"}`, "payload.method"},
 		{"exec", `{"argv":["/bin/sh","-c","id"]}`, "payload.argv"},
 		{"exec", `{"argv":[]}`, "payload.argv"},
-		{"exec", `{"argv":["/bin/echo"],"env":{"A":1}}`, "payload.env"},
+		{"exec", `{"argv":["/bin/echo"],"env":{"A":1}}`, "payload.env.A"},
 		{"http", `{"url":"http://x","headers":[]}`, "payload.headers"},
 		{"cpu", `{"n":1} {"n":2}`, "payload"},
 	} {
@@ -200,9 +200,15 @@ func TestExecKind(t *testing.T) {
 	if j := finish(t, rt, env.ID); !strings.Contains(string(j.Result), `"stdout":"hej\n"`) {
 		t.Errorf("env: %s", j.Result)
 	}
-	// Refused when not allowed, at enqueue; and by default nothing is allowed.
+	// Refused when not allowed, at enqueue; and by default nothing is allowed. The client who is
+	// refused learns neither the configuration key nor which programs are allowed (an answer of
+	// the public listener).
 	rt2 := setup(t, Options{})
-	if _, err := enqueue(t, rt2, "exec", `{"argv":["/bin/echo","x"]}`, 1); err == nil || !strings.Contains(err.Error(), "not in jobs.exec.allow") {
+	if _, err := enqueue(t, rt2, "exec", `{"argv":["/bin/echo","x"]}`, 1); err == nil || !strings.Contains(err.Error(), "payload.argv: /bin/echo: program not allowed") {
 		t.Errorf("default allow list: %v", err)
+	}
+	_, err = enqueue(t, setup(t, Options{ExecAllow: []string{"/bin/echo"}}), "exec", `{"argv":["/bin/sh","-c","id"]}`, 1)
+	if err == nil || strings.Contains(err.Error(), "jobs.exec") || strings.Contains(err.Error(), "/bin/echo") {
+		t.Errorf("a refused program's error tells the configuration: %v", err)
 	}
 }

@@ -2,7 +2,7 @@ package server
 
 import (
 	"crypto/subtle"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/tandem-run/tandem/internal/strictjson"
+	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/pool"
 )
 
@@ -22,14 +24,19 @@ func (s *Server) adminRouter() chi.Router {
 	a := chi.NewRouter()
 	a.NotFound(notFound)
 	a.MethodNotAllowed(methodNotAllowed(a))
-	a.Use(middleware.GetHead, s.adminAuth(a), sameOrigin, requireJSON, s.limitBody)
-	a.Get("/admin/runtime", s.runtimeInfo)
-	a.Get("/admin/pools", s.listPools)
-	a.Put("/admin/pools/{name}", s.resizePool)
-	a.Delete("/admin/pools/{name}/pin", s.unpinPool)
+	a.Use(middleware.GetHead, onAdmin, s.adminAuth(a), sameOrigin, requireJSON, s.limitBody)
+	a.Group(func(a chi.Router) {
+		a.Use(queryParams())
+		a.Get("/admin/runtime", s.runtimeInfo)
+		a.Get("/admin/pools", s.listPools)
+		a.Put("/admin/pools/{name}", s.resizePool)
+		a.Delete("/admin/pools/{name}/pin", s.unpinPool)
+		if s.opts.Jobs != nil {
+			a.Post("/admin/queues/{name}/pause", s.pauseQueue(true))
+			a.Post("/admin/queues/{name}/resume", s.pauseQueue(false))
+		}
+	})
 	if s.opts.Jobs != nil {
-		a.Post("/admin/queues/{name}/pause", s.pauseQueue(true))
-		a.Post("/admin/queues/{name}/resume", s.pauseQueue(false))
 		// The dashboard lives on this listener, so it reaches the job API here, behind the token.
 		a.Route("/admin/api/v1", s.jobRoutes)
 	}
@@ -178,42 +185,46 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, ok := readBody(w, r)
+	body, ok := s.readBody(w, r)
 	if !ok {
 		return
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
-		badRequest(w, `body must be a JSON object like {"size": 8}`, map[string]string{"body": "malformed JSON object"})
-		return
+	// Pointers tell a field left out from 0; a null, a duplicate or an unknown field is refused.
+	var req struct {
+		Size    *int `json:"size"`
+		Backlog *int `json:"backlog"`
 	}
 	fields := map[string]string{}
-	vals := map[string]int{}
-	for k, v := range raw {
-		var n int
+	if field, err := decodeStrict(body, &req); err != nil {
+		msg := err.Error()
 		switch {
-		case k != "size" && k != "backlog":
-			fields[k] = "unknown field (size, backlog)"
-		case k == "backlog" && p != s.opts.Threads:
-			fields[k] = "only the http pool has a backlog"
-		case json.Unmarshal(v, &n) != nil:
-			fields[k] = "must be a whole number"
-		case k == "size" && pool.ValidateSize(n) != nil:
-			fields[k] = fmt.Sprintf("must be between 1 and %d, got %d", pool.MaxSize, n)
-		case k == "backlog" && pool.ValidateBacklog(n) != nil:
-			fields[k] = fmt.Sprintf("must be between 0 and %d, got %d", pool.MaxBacklog, n)
-		default:
-			vals[k] = n
+		case errors.Is(err, strictjson.ErrUnknownField):
+			msg += " (size, backlog)"
+		case field == "body":
+			msg += `: send a JSON object like {"size": 8}`
+		}
+		fields[field] = msg
+	} else {
+		if req.Size == nil && req.Backlog == nil {
+			fields["size"] = "give size and/or backlog"
+		}
+		if req.Size != nil && pool.ValidateSize(*req.Size) != nil {
+			fields["size"] = fmt.Sprintf("must be between 1 and %d, got %d", pool.MaxSize, *req.Size)
+		}
+		switch {
+		case req.Backlog == nil:
+		case p != s.opts.Threads:
+			fields["backlog"] = "only the http pool has a backlog"
+		case pool.ValidateBacklog(*req.Backlog) != nil:
+			fields["backlog"] = fmt.Sprintf("must be between 0 and %d, got %d", pool.MaxBacklog, *req.Backlog)
 		}
 	}
-	if len(raw) == 0 {
-		fields["size"] = "give size and/or backlog"
-	}
 	if len(fields) > 0 {
-		badRequest(w, "invalid resize", fields)
+		badRequest(w, (&jobs.ValidationError{Subject: "resize", Fields: fields}).Error(), fields)
 		return
 	}
-	if n, ok := vals["size"]; ok {
+	if req.Size != nil {
+		n := *req.Size
 		var old int
 		var err error
 		if s.opts.Jobs != nil && p == s.opts.Jobs.Pool() {
@@ -233,9 +244,9 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
 			s.opts.OnResize(name, old, n)
 		}
 	}
-	if n, ok := vals["backlog"]; ok {
-		old, _ := p.SetBacklog(n)
-		s.audit(r, "pool "+name+" backlog", old, n)
+	if req.Backlog != nil {
+		old, _ := p.SetBacklog(*req.Backlog)
+		s.audit(r, "pool "+name+" backlog", old, *req.Backlog)
 	}
 	writeJSON(w, http.StatusOK, s.viewPool(name, p))
 }
@@ -265,13 +276,13 @@ func (s *Server) pauseQueue(paused bool) http.HandlerFunc {
 			}
 		}
 		if err != nil {
-			writeErr(w, r, err)
+			s.writeErr(w, r, err)
 			return
 		}
 		s.audit(r, "queue "+name+" paused", before.Paused, paused)
 		q, err := s.opts.Jobs.Queue(r.Context(), name)
 		if err != nil {
-			writeErr(w, r, err)
+			s.writeErr(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, viewQueue(q, time.Now()))

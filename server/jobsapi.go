@@ -19,25 +19,29 @@ import (
 
 // jobRoutes is the job API; the admin listener mounts the same routes for the dashboard.
 func (s *Server) jobRoutes(r chi.Router) {
-	r.Post("/jobs", s.enqueue)
-	r.Get("/jobs", s.listJobs)
-	r.Post("/jobs/batch", s.enqueueBatch)
-	r.Get("/jobs/{id}", s.getJob)
-	r.Delete("/jobs/{id}", s.deleteJob)
-	r.Post("/jobs/{id}/cancel", s.cancelJob)
-	r.Post("/jobs/{id}/retry", s.retryJob)
-	r.Get("/queues", s.listQueues)
+	r.With(queryParams("queue", "state", "kind", "limit", "cursor")).Get("/jobs", s.listJobs)
+	r.Group(func(r chi.Router) {
+		r.Use(queryParams())
+		r.Post("/jobs", s.enqueue)
+		r.Post("/jobs/batch", s.enqueueBatch)
+		r.Get("/jobs/{id}", s.getJob)
+		r.Delete("/jobs/{id}", s.deleteJob)
+		r.Post("/jobs/{id}/cancel", s.cancelJob)
+		r.Post("/jobs/{id}/retry", s.retryJob)
+		r.Get("/queues", s.listQueues)
+	})
 }
 
 // enqueueRequest is the JSON body of POST /v1/jobs. Durations take "30s" or a number of seconds.
+// A field left out takes its default; null is refused for every field but payload (strictjson).
 type enqueueRequest struct {
 	Kind        string          `json:"kind"`
 	Queue       string          `json:"queue"`
-	Payload     json.RawMessage `json:"payload"`
+	Payload     json.RawMessage `json:"payload"` // null is {}, as when left out
 	Priority    int             `json:"priority"`
 	RunAt       string          `json:"run_at"`
 	Delay       json.RawMessage `json:"delay"`
-	MaxAttempts int             `json:"max_attempts"`
+	MaxAttempts *int            `json:"max_attempts"` // a pointer: 0 is refused, not taken for the default
 	Timeout     json.RawMessage `json:"timeout"`
 	UniqueKey   string          `json:"unique_key"`
 }
@@ -54,7 +58,13 @@ func decodeStrict(body []byte, v any) (field string, err error) {
 
 // params turns a request into EnqueueParams, collecting field errors under prefix.
 func (q enqueueRequest) params(prefix string, fields map[string]string) jobs.EnqueueParams {
-	p := jobs.EnqueueParams{Kind: q.Kind, Queue: q.Queue, Payload: q.Payload, Priority: q.Priority, MaxAttempts: q.MaxAttempts, UniqueKey: q.UniqueKey}
+	p := jobs.EnqueueParams{Kind: q.Kind, Queue: q.Queue, Payload: q.Payload, Priority: q.Priority, UniqueKey: q.UniqueKey}
+	// EnqueueParams takes 0 for "the default"; a client that sends 0 means something else.
+	if q.MaxAttempts != nil {
+		if p.MaxAttempts = *q.MaxAttempts; p.MaxAttempts == 0 {
+			fields[prefix+"max_attempts"] = fmt.Sprintf("must be from 1 to %d, got 0", jobs.MaxAttemptsLimit)
+		}
+	}
 	if q.RunAt != "" {
 		t, err := time.Parse(time.RFC3339Nano, q.RunAt)
 		if err != nil {
@@ -68,14 +78,19 @@ func (q enqueueRequest) params(prefix string, fields map[string]string) jobs.Enq
 	}
 	if p.Timeout, err = parseDuration(q.Timeout); err != nil {
 		fields[prefix+"timeout"] = err.Error()
+	} else if len(q.Timeout) > 0 && p.Timeout == 0 {
+		fields[prefix+"timeout"] = fmt.Sprintf("must be above 0 and at most %gh", jobs.MaxTimeout.Hours())
 	}
 	return p
 }
 
-// parseDuration accepts "1m30s" or a number of seconds.
+// parseDuration accepts "1m30s" or a number of seconds; absent is 0.
 func parseDuration(raw json.RawMessage) (time.Duration, error) {
-	if len(raw) == 0 || string(raw) == "null" {
+	if len(raw) == 0 {
 		return 0, nil
+	}
+	if string(raw) == "null" {
+		return 0, errors.New("must not be null")
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
@@ -93,17 +108,17 @@ func parseDuration(raw json.RawMessage) (time.Duration, error) {
 }
 
 // readBody reads a JSON request body (the body limit applies).
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, fmt.Errorf("%w: %w", errReadBody, err))
 		return nil, false
 	}
 	return body, true
 }
 
 func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
-	body, ok := readBody(w, r)
+	body, ok := s.readBody(w, r)
 	if !ok {
 		return
 	}
@@ -120,7 +135,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 	}
 	j, created, err := s.opts.Jobs.Enqueue(r.Context(), p)
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	status := http.StatusOK // a live job held the unique key
@@ -132,7 +147,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
-	body, ok := readBody(w, r)
+	body, ok := s.readBody(w, r)
 	if !ok {
 		return
 	}
@@ -154,7 +169,7 @@ func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	out, created, err := s.opts.Jobs.EnqueueBatch(r.Context(), ps)
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	views := make([]jobView, len(out))
@@ -175,7 +190,7 @@ func viewJob(j *jobs.Job) jobView { return jobView{Job: j, Timeout: j.Timeout.St
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	j, err := s.opts.Jobs.Get(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, viewJob(j))
@@ -201,7 +216,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	list, next, err := s.opts.Jobs.List(r.Context(), f)
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	views := make([]jobView, len(list))
@@ -222,7 +237,7 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 func (s *Server) jobAction(w http.ResponseWriter, r *http.Request, act func(ctx context.Context, id string) (*jobs.Job, error)) {
 	j, err := act(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, viewJob(j))
@@ -230,7 +245,7 @@ func (s *Server) jobAction(w http.ResponseWriter, r *http.Request, act func(ctx 
 
 func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 	if err := s.opts.Jobs.Delete(r.Context(), chi.URLParam(r, "id")); err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -266,7 +281,7 @@ func viewQueue(q store.QueueStats, now time.Time) queueView {
 func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
 	qs, err := s.opts.Jobs.Queues(r.Context())
 	if err != nil {
-		writeErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
 	now := time.Now()

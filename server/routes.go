@@ -50,9 +50,9 @@ func (s *Server) mainRouter() chi.Router {
 	}
 	admitted := root.With(append(mws, s.opts.Admitted...)...)
 	if s.opts.DemoRoutes {
-		admitted.Get("/demo/hello", demoHello)
-		admitted.Get("/demo/io", demoIO)
-		admitted.Get("/demo/cpu", demoCPU)
+		admitted.With(queryParams()).Get("/demo/hello", demoHello)
+		admitted.With(queryParams("ms")).Get("/demo/io", demoIO)
+		admitted.With(queryParams("n")).Get("/demo/cpu", demoCPU)
 	}
 	if s.opts.Jobs != nil {
 		admitted.With(sameOrigin).Route("/v1", s.jobRoutes)
