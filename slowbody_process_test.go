@@ -91,7 +91,7 @@ func TestSlowBodiesDoNotStarveEnqueues(t *testing.T) {
 			}
 			raw, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(raw), `"error":"request body not received within 5s`) {
+			if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(raw), `"error":"the request body did not arrive within 5s"`) {
 				answers <- fmt.Errorf("answer %d %s", resp.StatusCode, raw)
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -34,7 +35,7 @@ func (s *Server) bufferBody(next http.Handler) http.Handler {
 			return
 		}
 		if r.ContentLength > s.opts.MaxBodyBytes {
-			writeError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", s.opts.MaxBodyBytes))
+			bodyTooLarge(w, s.opts.MaxBodyBytes)
 			return
 		}
 		body, err := s.readWhole(w, r)
@@ -43,15 +44,16 @@ func (s *Server) bufferBody(next http.Handler) http.Handler {
 		case err == nil:
 		case errors.As(err, &mbe):
 			// MaxBytesReader already told net/http to close the connection after this answer.
-			writeError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", s.opts.MaxBodyBytes))
+			bodyTooLarge(w, mbe.Limit)
 			return
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			w.Header().Set("Connection", "close")
-			writeError(w, r, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s (server.body_timeout)", s.opts.BodyTimeout))
+			s.internalError(w, r, http.StatusRequestTimeout, slog.LevelInfo, fmt.Sprintf("the request body did not arrive within %s", s.opts.BodyTimeout),
+				fmt.Errorf("body not received within server.body_timeout %s: %w", s.opts.BodyTimeout, err))
 			return
 		default:
 			w.Header().Set("Connection", "close")
-			writeError(w, r, http.StatusBadRequest, "reading request body: "+err.Error())
+			s.internalError(w, r, http.StatusBadRequest, slog.LevelInfo, "the request body could not be read", err)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))

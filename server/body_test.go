@@ -85,7 +85,7 @@ func TestBodyTimeout408(t *testing.T) {
 	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("Content-Type") != "application/json" ||
-		!strings.Contains(string(raw), `"error":"request body not received within 300ms`) {
+		!strings.Contains(string(raw), `"error":"the request body did not arrive within 300ms"`) {
 		t.Errorf("stalled body: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), raw)
 	}
 	if !resp.Close {
@@ -139,7 +139,7 @@ func TestBodyLimits(t *testing.T) {
 	}
 	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(raw), "request body over 65536 bytes") {
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(raw), `"body":"must be at most 65536 bytes"`) {
 		t.Errorf("chunked body over the limit: %d %s", resp.StatusCode, raw)
 	}
 	if code, _, body := b.do(t, "POST", b.base+"/echo-later", "hello", nil); code != http.StatusOK || body != "hello" {
