@@ -42,12 +42,12 @@ var liveKeys = map[string]bool{
 	"server.threads": true, "server.backlog": true, "jobs.concurrency": true, "log.level": true,
 }
 
-// reload re-reads the configuration (same file, environment and flags as at start), applies the
-// knobs that can change live and reports the others as needing a restart. A configuration that
+// reload re-reads the configuration (same file, environment env and flags as at start), applies
+// the knobs that can change live and reports the others as needing a restart. A configuration that
 // no longer loads changes nothing.
-func reload(start *Loaded, fs *pflag.FlagSet, logs logging, httpPool, jobPool *pool.Pool, log *slog.Logger) {
+func reload(start *Loaded, fs *pflag.FlagSet, env []string, logs logging, httpPool, jobPool *pool.Pool, log *slog.Logger) {
 	path, _ := fs.GetString("config")
-	next, err := loadConfig(LoadOptions{ConfigPath: path, Flags: fs})
+	next, err := loadConfig(LoadOptions{ConfigPath: path, Flags: fs, Environ: env})
 	if err != nil {
 		log.Error("reload: configuration rejected; nothing changed", "err", err)
 		return

@@ -39,7 +39,7 @@ func TestServeSetupErrorStopsWhatStarted(t *testing.T) {
 			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), []string{"serve", "--config", "config.yaml", "--store.path", db,
-				"--server.addr", tc.addr, "--admin.addr", tc.admin, "--jobs.autoscale.min", "1", "--jobs.autoscale.max", "4", "--server.autoscale.min", "2", "--server.autoscale.max", "8"}, &stdout, &stderr)
+				"--server.addr", tc.addr, "--admin.addr", tc.admin, "--jobs.autoscale.min", "1", "--jobs.autoscale.max", "4", "--server.autoscale.min", "2", "--server.autoscale.max", "8"}, nil, &stdout, &stderr)
 			if code != exitFail || !strings.Contains(stderr.String(), "address already in use") {
 				t.Fatalf("serve with %s taken: exit %d, stderr:\n%s", tc.name, code, stderr.String())
 			}
