@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -129,49 +129,6 @@ func TestClientReadsTheConfiguration(t *testing.T) {
 	}
 }
 
-// TestClientRefusedConnection: nothing listening says where the client looked.
-func TestClientRefusedConnection(t *testing.T) {
-	port := freePort(t)
-	want := fmt.Sprintf("is tandem running at http://127.0.0.1:%d?", port)
-	for _, args := range [][]string{{"jobs", "list"}, {"healthcheck"}, {"enqueue", "noop"}} {
-		r := runTandem(t, t.TempDir(), []string{fmt.Sprintf("TANDEM_SERVER_ADDR=:%d", port)}, args...)
-		if r.code != 1 || !strings.Contains(r.stderr, want) {
-			t.Errorf("tandem %v: %+v, want exit 1 and %q", args, r, want)
-		}
-	}
-}
-
-// TestClientVerbs: the help lists every verb of every client command, and an unknown verb, given
-// alone or with an argument, says so and lists them.
-func TestClientVerbs(t *testing.T) {
-	help := runTandem(t, t.TempDir(), nil, "--help")
-	for _, tc := range []struct {
-		cmd   string
-		verbs []string
-	}{
-		{"jobs", []string{"list", "show", "cancel", "retry", "delete"}},
-		{"queues", []string{"list", "pause", "resume"}},
-		{"pools", []string{"show", "resize", "unpin"}},
-	} {
-		line := regexp.MustCompile(`(?m)^  ` + tc.cmd + ` .*$`).FindString(help.stdout)
-		for _, v := range tc.verbs {
-			if !strings.Contains(line, v) {
-				t.Errorf("tandem --help says %q for %s, without %s", line, tc.cmd, v)
-			}
-		}
-		for _, args := range [][]string{{tc.cmd, "frob"}, {tc.cmd, "frob", "x"}} {
-			r := runTandem(t, t.TempDir(), nil, args...)
-			if r.code != 2 || !strings.Contains(r.stderr, `unknown verb "frob"; the verbs are `+strings.Join(tc.verbs, ", ")) {
-				t.Errorf("tandem %v: %+v", args, r)
-			}
-		}
-	}
-	r := runTandem(t, t.TempDir(), nil, "--json", "frobnicate")
-	if r.code != 2 || !strings.Contains(r.stderr, `unknown command "frobnicate"; the commands are serve, config, check-config, version, healthcheck, enqueue, jobs, queues, pools`) {
-		t.Errorf("tandem --json frobnicate: %+v", r)
-	}
-}
-
 // TestClientJSON: every client command prints a table by default and the server's JSON with --json.
 func TestClientJSON(t *testing.T) {
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
@@ -196,13 +153,5 @@ func TestClientJSON(t *testing.T) {
 				t.Errorf("tandem %v: %+v, want JSON %v", args, r, asJSON)
 			}
 		}
-	}
-}
-
-// TestClientEnvIsNotConfiguration: the client's own variables do not stop serve's configuration.
-func TestClientEnvIsNotConfiguration(t *testing.T) {
-	env := []string{"TANDEM_SERVER_URL=http://127.0.0.1:1", "TANDEM_ADMIN_URL=http://127.0.0.1:2", "TANDEM_HEALTHCHECK_URL=http://127.0.0.1:1/readyz"}
-	if r := runTandem(t, t.TempDir(), env, "check-config"); r.code != 0 {
-		t.Fatalf("check-config with the client's variables set: %+v", r)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -20,7 +20,7 @@ type dockerfile struct {
 
 func readDockerfile(t *testing.T) dockerfile {
 	t.Helper()
-	raw, err := os.ReadFile("Dockerfile")
+	raw, err := os.ReadFile(filepath.Join(repoDir, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestDockerHealthcheckFollowsTheConfiguration(t *testing.T) {
 		t.Fatalf("the image has no config.yaml in its WORKDIR %s", d.workdir)
 	}
 	dir := t.TempDir() // the WORKDIR
-	conf, err := os.ReadFile(src)
+	conf, err := os.ReadFile(filepath.Join(repoDir, src))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"debug/elf"
@@ -16,7 +16,7 @@ func TestReleaseBuildIsStatic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a release binary")
 	}
-	docker, err := os.ReadFile("Dockerfile")
+	docker, err := os.ReadFile(filepath.Join(repoDir, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,6 +25,7 @@ func TestReleaseBuildIsStatic(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "tandem")
 	cmd := exec.Command("make", "release", "VERSION=v9.8.7", "COMMIT=abc1234", "DATE=2026-11-24T00:00:00Z", "OUT="+out)
+	cmd.Dir = repoDir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make release: %v\n%s", err, b)
 	}
