@@ -13,6 +13,7 @@ import (
 // TestJobsCLI drives the operator CLI against a running tandem: enqueue (with a bad payload, an
 // unknown kind and a unique key), list, show, cancel, retry and delete, and their exit statuses.
 func TestJobsCLI(t *testing.T) {
+	t.Parallel()
 	db := filepath.Join(t.TempDir(), "db")
 	p := startTandem(t, "TANDEM_STORE_PATH="+db)
 	if p.Started["store"] != db || p.Started["store_sync"] != "always" {
@@ -91,6 +92,7 @@ func freePort(t *testing.T) int {
 // by `tandem healthcheck` and the client commands given the same environment, or a config file
 // naming the same addresses (":PORT", which they dial on 127.0.0.1) and the admin token.
 func TestClientReadsTheConfiguration(t *testing.T) {
+	t.Parallel()
 	const token = "file-token"
 	httpPort, adminPort := freePort(t), freePort(t)
 	env := []string{fmt.Sprintf("TANDEM_SERVER_ADDR=127.0.0.1:%d", httpPort), fmt.Sprintf("TANDEM_ADMIN_ADDR=127.0.0.1:%d", adminPort)}
@@ -131,27 +133,33 @@ func TestClientReadsTheConfiguration(t *testing.T) {
 
 // TestClientJSON: every client command prints a table by default and the server's JSON with --json.
 func TestClientJSON(t *testing.T) {
+	t.Parallel()
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
 	env := []string{"TANDEM_SERVER_URL=" + p.HTTPURL, "TANDEM_ADMIN_URL=" + p.AdminURL}
+	// The two halves share the process, each with a job of its own: no command's answer depends on
+	// what the other half did (a paused queue, a resized pool), so they run side by side.
 	for _, asJSON := range []bool{false, true} {
-		r := runTandem(t, t.TempDir(), env, "enqueue", "sleep", "--payload", `{"ms":60000}`, "--delay", "1h", "--json")
-		var j struct{ ID string }
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &j) != nil {
-			t.Fatalf("enqueue: %+v", r)
-		}
-		for _, args := range [][]string{
-			{"version"}, {"healthcheck"}, {"enqueue", "noop"}, {"jobs", "list"}, {"jobs", "show", j.ID}, {"jobs", "cancel", j.ID},
-			{"jobs", "retry", j.ID}, {"jobs", "cancel", j.ID}, {"jobs", "delete", j.ID}, {"queues", "list"},
-			{"queues", "pause", "default"}, {"queues", "resume", "default"}, {"pools", "show"}, {"pools", "resize", "jobs", "3"},
-			{"pools", "unpin", "jobs"},
-		} {
-			if asJSON {
-				args = append(args, "--json")
+		t.Run(map[bool]string{false: "table", true: "json"}[asJSON], func(t *testing.T) {
+			t.Parallel()
+			r := runTandem(t, t.TempDir(), env, "enqueue", "sleep", "--payload", `{"ms":60000}`, "--delay", "1h", "--json")
+			var j struct{ ID string }
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &j) != nil {
+				t.Fatalf("enqueue: %+v", r)
 			}
-			r := runTandem(t, t.TempDir(), env, args...)
-			if r.code != 0 || json.Valid([]byte(r.stdout)) != asJSON || r.stdout == "" {
-				t.Errorf("tandem %v: %+v, want JSON %v", args, r, asJSON)
+			for _, args := range [][]string{
+				{"version"}, {"healthcheck"}, {"enqueue", "noop"}, {"jobs", "list"}, {"jobs", "show", j.ID}, {"jobs", "cancel", j.ID},
+				{"jobs", "retry", j.ID}, {"jobs", "cancel", j.ID}, {"jobs", "delete", j.ID}, {"queues", "list"},
+				{"queues", "pause", "default"}, {"queues", "resume", "default"}, {"pools", "show"}, {"pools", "resize", "jobs", "3"},
+				{"pools", "unpin", "jobs"},
+			} {
+				if asJSON {
+					args = append(args, "--json")
+				}
+				r := runTandem(t, t.TempDir(), env, args...)
+				if r.code != 0 || json.Valid([]byte(r.stdout)) != asJSON || r.stdout == "" {
+					t.Errorf("tandem %v: %+v, want JSON %v", args, r, asJSON)
+				}
 			}
-		}
+		})
 	}
 }

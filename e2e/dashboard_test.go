@@ -134,6 +134,7 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 // validation error shown, a paused queue, a dead job opened and retried, a phone-width view, and
 // the error shown when tandem is down.
 func TestDashboardEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts Chromium")
 	}
@@ -241,6 +242,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 // TestDashboardWithoutToken: with no admin.token (the default, admin on loopback) the API needs
 // none, so the dashboard goes live at once instead of asking for a token nobody has.
 func TestDashboardWithoutToken(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts Chromium")
 	}

@@ -56,6 +56,7 @@ func readDockerfile(t *testing.T) dockerfile {
 // Docker does (the image's ENV, its WORKDIR with the image's config.yaml) against a tandem that
 // `docker run -e TANDEM_SERVER_ADDR=...` moved off port 8080: the check must follow it.
 func TestDockerHealthcheckFollowsTheConfiguration(t *testing.T) {
+	t.Parallel()
 	d := readDockerfile(t)
 	src, ok := d.copies[filepath.Join(d.workdir, "config.yaml")]
 	if !ok {

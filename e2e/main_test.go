@@ -95,6 +95,7 @@ func writeFile(t *testing.T, path, content string) {
 
 // TestVersionCommand: the binary reports the version stamped into it at link time.
 func TestVersionCommand(t *testing.T) {
+	t.Parallel()
 	r := runTandem(t, t.TempDir(), nil, "version")
 	want := "tandem test-build commit=none date=unknown go=" + runtime.Version()
 	if r.code != exitOK || strings.TrimSpace(r.stdout) != want {
@@ -106,6 +107,7 @@ func TestVersionCommand(t *testing.T) {
 // its environment; --config names another file instead of ./config.yaml, not on top of it. (The
 // root package's TestConfigLayers and TestInvalidConfig check the layers in-process.)
 func TestConfigFileInWorkingDirectory(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "config.yaml"), "server:\n  threads: 7\n  backlog: 11\njobs:\n  queues:\n    default: {weight: 2}\n    mail: {weight: 1, concurrency: 2}\n  exec:\n    allow: [/bin/echo]\n")
 	r := runTandem(t, dir, []string{"TANDEM_SERVER_BACKLOG=12"}, "config", "--sources")

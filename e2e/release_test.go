@@ -13,6 +13,7 @@ import (
 // TestReleaseBuildIsStatic runs the Dockerfile's build line (make release) outside Docker and
 // checks that the binary is static and reports the injected version, commit and date.
 func TestReleaseBuildIsStatic(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a release binary")
 	}
@@ -53,6 +54,7 @@ func TestReleaseBuildIsStatic(t *testing.T) {
 
 // TestHealthcheckCommand: exit 0 against a ready tandem, non-zero when nothing answers.
 func TestHealthcheckCommand(t *testing.T) {
+	t.Parallel()
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
 	if r := runTandem(t, t.TempDir(), nil, "healthcheck", "--url", p.HTTPURL+"/readyz"); r.code != 0 {
 		t.Fatalf("healthy: %+v", r)

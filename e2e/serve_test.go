@@ -18,8 +18,10 @@ import (
 // accept error as on a real socket failure: tandem must log it, drain and exit non-zero rather
 // than keep running with a dead listener.
 func TestListenerDeathExits(t *testing.T) {
+	t.Parallel()
 	for _, which := range []string{"main", "admin"} {
 		t.Run(which, func(t *testing.T) {
+			t.Parallel()
 			p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
 			addr := strings.TrimPrefix(p.HTTPURL, "http://")
 			if which == "admin" {
