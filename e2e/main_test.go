@@ -59,15 +59,20 @@ type result struct {
 	stdout, stderr string
 }
 
-// runTandem runs the binary in dir with only the given environment (plus PATH and HOME) and
-// waits up to 60 s.
+// runTandem runs the binary in dir with only the given environment (plus PATH, HOME and GORACE)
+// and waits up to 60 s.
+//
+// A race-enabled binary that exits 0 sleeps for GORACE's atexit_sleep_ms (1 s by default) so that
+// goroutines still running may report a race; the tests run about eighty short commands, so
+// runTandem sets it to 0: races found while the command runs still fail it (exit status 66).
 func runTandem(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, tandemBin, args...)
 	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		strings.TrimSpace("GORACE=" + os.Getenv("GORACE") + " atexit_sleep_ms=0")}, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
