@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -31,13 +30,14 @@ type client struct {
 	json  bool   // --json: print the server's JSON answer
 	http  *http.Client
 
-	config string // --config
+	config string   // --config
+	env    []string // the environment its defaults come from (see resolve)
 }
 
 // addClientFlags registers the flags every client command shares. They may also come before the
-// command ('tandem --server URL jobs list'; see commandOf).
-func addClientFlags(fs *pflag.FlagSet) *client {
-	c := &client{http: &http.Client{Timeout: 30 * time.Second}}
+// command ('tandem --server URL jobs list'; see commandOf). env is the environment resolve reads.
+func addClientFlags(fs *pflag.FlagSet, env []string) *client {
+	c := &client{http: &http.Client{Timeout: 30 * time.Second}, env: env}
 	fs.StringVar(&c.base, "server", "", "tandem's main listener URL (default: env TANDEM_SERVER_URL, else http:// and server.addr)")
 	fs.StringVar(&c.admin, "admin", "", "tandem's admin listener URL (default: env TANDEM_ADMIN_URL, else http:// and admin.addr)")
 	fs.StringVar(&c.config, "config", "", "configuration file to read server.addr, admin.addr and admin.token from (default ./config.yaml when present)")
@@ -48,12 +48,12 @@ func addClientFlags(fs *pflag.FlagSet) *client {
 // resolve fills what the flags left unset from serve's layers: defaults < config file <
 // TANDEM_* environment; TANDEM_SERVER_URL and TANDEM_ADMIN_URL, when set, name the URLs outright.
 func (c *client) resolve() error {
-	l, err := loadConfig(LoadOptions{ConfigPath: c.config})
+	l, err := loadConfig(LoadOptions{ConfigPath: c.config, Environ: c.env})
 	if err != nil {
 		return err
 	}
-	c.base = cmp.Or(c.base, os.Getenv("TANDEM_SERVER_URL"), "http://"+dialAddr(l.Config.Server.Addr))
-	c.admin = cmp.Or(c.admin, os.Getenv("TANDEM_ADMIN_URL"), "http://"+dialAddr(l.Config.Admin.Addr))
+	c.base = cmp.Or(c.base, getenv(c.env, "TANDEM_SERVER_URL"), "http://"+dialAddr(l.Config.Server.Addr))
+	c.admin = cmp.Or(c.admin, getenv(c.env, "TANDEM_ADMIN_URL"), "http://"+dialAddr(l.Config.Admin.Addr))
 	c.token = l.Config.Admin.Token
 	return nil
 }

@@ -2,11 +2,15 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"regexp"
+	"strings"
 	"testing"
 )
 
 // TestDialAddr: a listen address becomes the address a client on the same host dials.
 func TestDialAddr(t *testing.T) {
+	t.Parallel()
 	for listen, want := range map[string]string{
 		":3000":           "127.0.0.1:3000",
 		"0.0.0.0:3000":    "127.0.0.1:3000",
@@ -25,6 +29,7 @@ func TestDialAddr(t *testing.T) {
 
 // TestCommandOf: the client flags may come before the command; anything else is serve's.
 func TestCommandOf(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		name string
@@ -42,5 +47,70 @@ func TestCommandOf(t *testing.T) {
 		if name != tc.name || fmt.Sprint(rest) != fmt.Sprint(tc.rest) {
 			t.Errorf("commandOf(%q) = %q %q, want %q %q", tc.args, name, rest, tc.name, tc.rest)
 		}
+	}
+}
+
+// freePort returns a loopback port nothing listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestClientRefusedConnection: nothing listening says where the client looked.
+func TestClientRefusedConnection(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	want := fmt.Sprintf("is tandem running at http://127.0.0.1:%d?", port)
+	for _, args := range [][]string{{"jobs", "list"}, {"healthcheck"}, {"enqueue", "noop"}} {
+		r := runCmd(t, []string{fmt.Sprintf("TANDEM_SERVER_ADDR=:%d", port)}, append([]string{"--config", emptyConfig(t)}, args...)...)
+		if r.code != exitFail || !strings.Contains(r.stderr, want) {
+			t.Errorf("tandem %v: %+v, want exit 1 and %q", args, r, want)
+		}
+	}
+}
+
+// TestClientVerbs: the help lists every verb of every client command, and an unknown verb, given
+// alone or with an argument, says so and lists them.
+func TestClientVerbs(t *testing.T) {
+	t.Parallel()
+	help := runCmd(t, nil, "--help")
+	for _, tc := range []struct {
+		cmd   string
+		verbs []string
+	}{
+		{"jobs", []string{"list", "show", "cancel", "retry", "delete"}},
+		{"queues", []string{"list", "pause", "resume"}},
+		{"pools", []string{"show", "resize", "unpin"}},
+	} {
+		line := regexp.MustCompile(`(?m)^  ` + tc.cmd + ` .*$`).FindString(help.stdout)
+		for _, v := range tc.verbs {
+			if !strings.Contains(line, v) {
+				t.Errorf("tandem --help says %q for %s, without %s", line, tc.cmd, v)
+			}
+		}
+		for _, args := range [][]string{{tc.cmd, "frob"}, {tc.cmd, "frob", "x"}} {
+			r := runCmd(t, nil, args...)
+			if r.code != exitConfig || !strings.Contains(r.stderr, `unknown verb "frob"; the verbs are `+strings.Join(tc.verbs, ", ")) {
+				t.Errorf("tandem %v: %+v", args, r)
+			}
+		}
+	}
+	r := runCmd(t, nil, "--json", "frobnicate")
+	if r.code != exitConfig || !strings.Contains(r.stderr, `unknown command "frobnicate"; the commands are serve, config, check-config, version, healthcheck, enqueue, jobs, queues, pools`) {
+		t.Errorf("tandem --json frobnicate: %+v", r)
+	}
+}
+
+// TestClientEnvIsNotConfiguration: the client's own variables do not stop serve's configuration.
+func TestClientEnvIsNotConfiguration(t *testing.T) {
+	t.Parallel()
+	env := []string{"TANDEM_SERVER_URL=http://127.0.0.1:1", "TANDEM_ADMIN_URL=http://127.0.0.1:2", "TANDEM_HEALTHCHECK_URL=http://127.0.0.1:1/readyz"}
+	if r := runCmd(t, env, "check-config", "--config", emptyConfig(t)); r.code != 0 {
+		t.Fatalf("check-config with the client's variables set: %+v", r)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -17,15 +16,15 @@ import (
 	"time"
 )
 
-func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runHealthcheck(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("healthcheck", "[--url URL] [--server URL] [--timeout D]", stderr)
-	c := addClientFlags(fs)
+	c := addClientFlags(fs, env)
 	u := fs.String("url", "", "readiness URL (default: env TANDEM_HEALTHCHECK_URL, else the main listener's /readyz)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this")
 	if err := parseClient(fs, c, args); err != nil {
 		return err
 	}
-	url := cmp.Or(*u, os.Getenv("TANDEM_HEALTHCHECK_URL"), strings.TrimRight(c.base, "/")+"/readyz")
+	url := cmp.Or(*u, getenv(env, "TANDEM_HEALTHCHECK_URL"), strings.TrimRight(c.base, "/")+"/readyz")
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -50,9 +49,9 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	})
 }
 
-func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runEnqueue(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("enqueue", "KIND [--payload JSON] [--queue Q] [--delay D] [--unique KEY] [--priority N]", stderr)
-	c := addClientFlags(fs)
+	c := addClientFlags(fs, env)
 	payload := fs.String("payload", "", "job payload, JSON (default {})")
 	queue := fs.String("queue", "", "queue name (default: default)")
 	delay := fs.Duration("delay", 0, "run after this delay, like 30s or 5m")
@@ -122,9 +121,9 @@ var (
 	poolsVerbs  = []string{"show", "resize", "unpin"}
 )
 
-func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runJobs(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("jobs", "list [--queue Q] [--state S] [--kind K] [--limit N] [--cursor C] | show ID | cancel ID | retry ID | delete ID", stderr)
-	c := addClientFlags(fs)
+	c := addClientFlags(fs, env)
 	queue := fs.String("queue", "", "list: only this queue")
 	state := fs.String("state", "", "list: only this state")
 	kind := fs.String("kind", "", "list: only this kind")
@@ -190,9 +189,9 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // queueCols are the columns of a queue, in the API's order.
 var queueCols = []string{"name", "paused", "scheduled", "ready", "running", "retrying", "succeeded", "dead", "canceled", "oldest_ready_age_seconds"}
 
-func runQueues(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runQueues(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("queues", "[list] | pause NAME | resume NAME", stderr)
-	c := addClientFlags(fs)
+	c := addClientFlags(fs, env)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -226,9 +225,9 @@ func runQueues(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // poolCols are the columns of a pool; the first is its name, the key of the admin API's map.
 var poolCols = []string{"pool", "size", "running", "waiting", "backlog", "rejected", "pinned"}
 
-func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runPools(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pools", "[show] | resize http|jobs N | unpin http|jobs", stderr)
-	c := addClientFlags(fs)
+	c := addClientFlags(fs, env)
 	backlog := fs.Int("backlog", -1, "resize: also set the backlog (http pool)")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -33,10 +33,10 @@ func loadFromArgs(fs *pflag.FlagSet, args []string, environ []string) (*Loaded, 
 	return loadConfig(LoadOptions{ConfigPath: path, Flags: fs, Environ: environ})
 }
 
-func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runConfig(_ context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("config", "[--sources] [config flags]", stderr)
 	sources := fs.Bool("sources", false, "annotate each value with the layer it came from")
-	l, err := loadFromArgs(fs, args, nil)
+	l, err := loadFromArgs(fs, args, env)
 	if err != nil {
 		return err
 	}
@@ -48,9 +48,9 @@ func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 	return err
 }
 
-func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runCheckConfig(_ context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check-config", "[config flags]", stderr)
-	l, err := loadFromArgs(fs, args, nil)
+	l, err := loadFromArgs(fs, args, env)
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
-func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runVersion(_ context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("version", "[--json]", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {

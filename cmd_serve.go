@@ -26,9 +26,9 @@ import (
 
 // runServe is the whole life of the process: config -> sizing -> store -> pools -> jobs ->
 // server -> signals, then the same in reverse.
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "[config flags]", stderr)
-	l, err := loadFromArgs(fs, args, nil)
+	l, err := loadFromArgs(fs, args, env)
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		log.Warn("cpu and memory limits not detected; using the machine's", "err", err)
 	}
-	rt := sizing.Apply(res, sizing.Options{GOMAXPROCS: cfg.Sizing.GOMAXPROCS, GOMEMLIMITRatio: cfg.Sizing.GOMEMLIMITRatio})
+	rt := sizing.Apply(res, sizing.Options{GOMAXPROCS: cfg.Sizing.GOMAXPROCS, GOMEMLIMITRatio: cfg.Sizing.GOMEMLIMITRatio,
+		Getenv: func(name string) string { return getenv(env, name) }})
 	sz := deriveSizes(cfg, rt)
 
 	mx := metrics.New(metrics.Options{})
@@ -148,7 +149,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer notify.Stop()
 
-	listenerErr := waitForStop(ctx, log, srv.Errors(), func() { reload(l, fs, logs, live{httpPool, jobPool, srv}, log) })
+	listenerErr := waitForStop(ctx, log, srv.Errors(), func() { reload(l, fs, env, logs, live{httpPool, jobPool, srv}, log) })
 	if listenerErr != nil {
 		srv.SetReady(false) // readiness never says 200 with a listener gone
 	}

@@ -63,11 +63,13 @@ func (e *ConfigError) Error() string {
 }
 
 // LoadOptions say where to read configuration from; the zero value reads ./config.yaml when present,
-// the process environment and no flags.
+// no environment variables and no flags.
 type LoadOptions struct {
-	ConfigPath string         // --config; "" = ./config.yaml if it exists
-	Environ    []string       // default os.Environ()
-	Flags      *pflag.FlagSet // parsed flag set from registerConfigFlags, or nil
+	ConfigPath string // --config; "" = ./config.yaml if it exists
+	// Environ is the environment, NAME=value (main passes os.Environ()); nil = none. It is never
+	// read from the process, so a test gives each load its own.
+	Environ []string
+	Flags   *pflag.FlagSet // parsed flag set from registerConfigFlags, or nil
 }
 
 // Loaded is the merged configuration with the layer each key came from.
@@ -80,9 +82,6 @@ type Loaded struct {
 
 // loadConfig merges defaults < file < environment < flags and validates the result.
 func loadConfig(o LoadOptions) (*Loaded, error) {
-	if o.Environ == nil {
-		o.Environ = os.Environ()
-	}
 	merged := map[string]any{}
 	sources := map[string]Source{}
 	set := func(layer map[string]any, src func(key string) Source) error {
@@ -228,6 +227,17 @@ func loadEnv(environ []string) (map[string]any, map[string]string, error) {
 		out[strings.ReplaceAll(key, "\x00", ".")] = v
 	}
 	return out, names, nil
+}
+
+// getenv returns the value of name in env (NAME=value entries), "" when unset. The last entry of
+// a name wins, as in the environment exec.Cmd passes on and as the env layer reads it.
+func getenv(env []string, name string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // envName is the environment variable for a key: server.queue_timeout -> TANDEM_SERVER_QUEUE_TIMEOUT.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 // TestDefaultsMatchSchema: config.yaml (the defaults layer) names every schema key and nothing else,
 // so the documented defaults are the real ones.
 func TestDefaultsMatchSchema(t *testing.T) {
+	t.Parallel()
 	defaults, err := yamlLayer(defaultConfigYAML)
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +46,7 @@ func TestDefaultsMatchSchema(t *testing.T) {
 // TestRenderedConfigLoadsBack: what `tandem config` prints is a valid config file that yields the
 // same configuration.
 func TestRenderedConfigLoadsBack(t *testing.T) {
+	t.Parallel()
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	registerConfigFlags(fs)
 	if err := fs.Parse([]string{"--threads=12", "--server.queue_timeout=750ms", "--jobs.exec.allow=/bin/true,/bin/echo"}); err != nil {
@@ -72,6 +75,7 @@ func TestRenderedConfigLoadsBack(t *testing.T) {
 
 // TestEnvNamesAreUnambiguous: every key has its own variable and none is a prefix-collision.
 func TestEnvNamesAreUnambiguous(t *testing.T) {
+	t.Parallel()
 	seen := map[string]string{}
 	for _, o := range options {
 		n := envName(o.key)
@@ -90,5 +94,115 @@ func TestEnvNamesAreUnambiguous(t *testing.T) {
 	var ce *ConfigError
 	if _, err := loadConfig(LoadOptions{Environ: []string{"TANDEM_JOBS_QUEUES=x"}}); !errors.As(err, &ce) {
 		t.Fatalf("TANDEM_JOBS_QUEUES: got %v, want a ConfigError (queues are set in the file)", err)
+	}
+}
+
+// TestConfigLayers checks defaults < file < env < flags through `tandem config --sources`, and that
+// --config names the file (e2e's TestConfigFileInWorkingDirectory checks ./config.yaml).
+func TestConfigLayers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config.yaml")
+	writeFile(t, file, "server:\n  threads: 7\n  backlog: 11\njobs:\n  concurrency: 3\n")
+	r := runCmd(t,
+		[]string{"TANDEM_SERVER_BACKLOG=12", "TANDEM_JOBS_CONCURRENCY=4", "TANDEM_SERVER_QUEUE_TIMEOUT=3s", "TANDEM_LOG_LEVEL=warn", "TANDEM_LOG_LEVEL=error"},
+		"config", "--config", file, "--sources", "--concurrency=5")
+	if r.code != 0 {
+		t.Fatalf("config: %+v", r)
+	}
+	for _, want := range []string{
+		"threads: 7 # file " + file,
+		"backlog: 12 # env TANDEM_SERVER_BACKLOG",
+		"queue_timeout: 3s # env TANDEM_SERVER_QUEUE_TIMEOUT",
+		"level: error # env TANDEM_LOG_LEVEL", // the last of a name wins, as exec.Cmd passes it on
+		"concurrency: 5 # flag --concurrency",
+		"addr: :8080 # default",
+		"pin_cpus: true # default",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("config --sources lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// The long flag form works too.
+	other := filepath.Join(dir, "other.yaml")
+	writeFile(t, other, "log:\n  level: debug\n")
+	r = runCmd(t, nil, "config", "--config", other, "--server.threads=9")
+	if r.code != 0 || !strings.Contains(r.stdout, "level: debug") || !strings.Contains(r.stdout, "threads: 9") || strings.Contains(r.stdout, "threads: 7") {
+		t.Fatalf("--config other.yaml: %+v", r)
+	}
+}
+
+func TestConfigHidesToken(t *testing.T) {
+	t.Parallel()
+	r := runCmd(t, []string{"TANDEM_ADMIN_TOKEN=s3cret-value"}, "config", "--config", emptyConfig(t))
+	if r.code != 0 || strings.Contains(r.stdout, "s3cret-value") || !strings.Contains(r.stdout, "token: (set, not shown)") {
+		t.Fatalf("token leaked or missing: %+v", r)
+	}
+}
+
+// TestInvalidConfig checks that each kind of mistake stops the start with exit status 2 and a
+// message naming the key, the value and what is allowed. $FILE in a wanted text is the file's path.
+func TestInvalidConfig(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		file string
+		env  []string
+		args []string
+		want []string
+	}{
+		{"zero threads", "", nil, []string{"--threads=0"}, []string{"server.threads", `"0"`, "auto or an integer from 1 to 4096"}},
+		{"negative threads env", "", []string{"TANDEM_SERVER_THREADS=-3"}, nil, []string{"server.threads", "env TANDEM_SERVER_THREADS", `"-3"`}},
+		{"threads abc in file", "server:\n  threads: abc\n", nil, nil, []string{"server.threads", "file $FILE", `"abc"`}},
+		{"bad duration", "server:\n  queue_timeout: soon\n", nil, nil, []string{"server.queue_timeout", `"soon"`, "duration"}},
+		{"backlog over max", "", nil, []string{"--server.backlog=100001"}, []string{"server.backlog", "from 0 to 100000"}},
+		{"unknown file key", "server:\n  treads: 4\n", nil, nil, []string{"server.treads", "unknown key"}},
+		{"unknown env var", "", []string{"TANDEM_SERVER_TREADS=4"}, nil, []string{"TANDEM_SERVER_TREADS", "unknown environment variable"}},
+		{"unknown flag", "", nil, []string{"--server.treads=4"}, []string{"unknown flag: --server.treads"}},
+		{"bad enum", "", []string{"TANDEM_STORE_SYNC=sometimes"}, nil, []string{"store.sync", "always, none"}},
+		{"bad bool", "", []string{"TANDEM_JOBS_PIN_CPUS=maybe"}, nil, []string{"jobs.pin_cpus", "true or false"}},
+		{"bad addr", "", []string{"TANDEM_SERVER_ADDR=8080"}, nil, []string{"server.addr", "host:port"}},
+		{"bad queue key", "jobs:\n  queues:\n    mail:\n      wieght: 2\n", nil, nil, []string{"jobs.queues", `unknown key "wieght"`}},
+		{"relative exec path", "", []string{"TANDEM_JOBS_EXEC_ALLOW=echo"}, nil, []string{"jobs.exec.allow", "absolute path"}},
+		{"autoscale min over max", "jobs:\n  autoscale:\n    min: 5\n    max: 2\n", nil, nil, []string{"jobs.autoscale.min", "min <= max"}},
+		{"public admin without token", "", []string{"TANDEM_ADMIN_ADDR=0.0.0.0:9090"}, nil, []string{"admin.addr", "token"}},
+		{"malformed yaml", "server: [\n", nil, nil, []string{"config file $FILE"}},
+	}
+	for _, tc := range cases {
+		for _, cmd := range []string{"check-config", "serve"} {
+			t.Run(tc.name+"/"+cmd, func(t *testing.T) {
+				t.Parallel()
+				dir := t.TempDir()
+				file := filepath.Join(dir, "config.yaml")
+				writeFile(t, file, tc.file)
+				// Loopback ports 0 before the case's own variables (the last of a name wins): a
+				// mistake that went unnoticed would start serve here, not on :8080.
+				env := append([]string{"TANDEM_SERVER_ADDR=127.0.0.1:0", "TANDEM_ADMIN_ADDR=127.0.0.1:0",
+					"TANDEM_STORE_PATH=" + filepath.Join(dir, "db")}, tc.env...)
+				r := runCmd(t, env, append([]string{cmd, "--config", file}, tc.args...)...)
+				if r.code != exitConfig {
+					t.Fatalf("exit %d, want %d; stderr: %s", r.code, exitConfig, r.stderr)
+				}
+				for _, w := range tc.want {
+					if w = strings.ReplaceAll(w, "$FILE", file); !strings.Contains(r.stderr, w) {
+						t.Errorf("stderr lacks %q: %s", w, r.stderr)
+					}
+				}
+				if _, err := os.Stat(filepath.Join(dir, "db")); err == nil {
+					t.Errorf("a rejected configuration created the database")
+				}
+			})
+		}
+	}
+}
+
+// TestGetenv: the last entry of a name wins, and a name is never matched by its prefix.
+func TestGetenv(t *testing.T) {
+	t.Parallel()
+	env := []string{"TANDEM_SERVER_URL=a", "TANDEM_SERVER_URLX=b", "TANDEM_SERVER_URL=c", "EMPTY="}
+	for name, want := range map[string]string{"TANDEM_SERVER_URL": "c", "TANDEM_SERVER": "", "EMPTY": "", "UNSET": ""} {
+		if got := getenv(env, name); got != want {
+			t.Errorf("getenv(%s) = %q, want %q", name, got, want)
+		}
 	}
 }

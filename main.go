@@ -28,13 +28,15 @@ const (
 )
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-// command is one subcommand.
+// command is one subcommand. env is the process environment (NAME=value, the last of a name
+// wins): commands read configuration and their own variables from it, never from os.Getenv, so
+// tests run them in-process, in parallel, each with its own environment.
 type command struct {
 	name, summary string
-	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	run           func(ctx context.Context, args, env []string, stdout, stderr io.Writer) error
 }
 
 func commands() []command {
@@ -58,7 +60,7 @@ func commands() []command {
 // ('tandem --threads 16').
 func commandOf(args []string) (string, []string) {
 	global := pflag.NewFlagSet("", pflag.ContinueOnError)
-	addClientFlags(global)
+	addClientFlags(global, nil)
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if !strings.HasPrefix(a, "-") {
@@ -76,8 +78,8 @@ func commandOf(args []string) (string, []string) {
 	return "serve", args
 }
 
-// run dispatches to a subcommand and maps its error to an exit status.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// run dispatches to a subcommand with the environment env and maps its error to an exit status.
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 		usage(stdout) // the commands first; 'tandem serve --help' lists the default's flags
 		return exitOK
@@ -94,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != name {
 			continue
 		}
-		err := c.run(ctx, args, stdout, stderr)
+		err := c.run(ctx, args, env, stdout, stderr)
 		switch {
 		case err == nil, errors.Is(err, pflag.ErrHelp):
 			return exitOK

@@ -50,12 +50,12 @@ type live struct {
 	srv               *server.Server
 }
 
-// reload re-reads the configuration (same file, environment and flags as at start), applies the
-// knobs that can change live and reports the others as needing a restart. A configuration that
+// reload re-reads the configuration (same file, environment env and flags as at start), applies
+// the knobs that can change live and reports the others as needing a restart. A configuration that
 // no longer loads changes nothing.
-func reload(start *Loaded, fs *pflag.FlagSet, logs logging, to live, log *slog.Logger) {
+func reload(start *Loaded, fs *pflag.FlagSet, env []string, logs logging, to live, log *slog.Logger) {
 	path, _ := fs.GetString("config")
-	next, err := loadConfig(LoadOptions{ConfigPath: path, Flags: fs})
+	next, err := loadConfig(LoadOptions{ConfigPath: path, Flags: fs, Environ: env})
 	if err != nil {
 		log.Error("reload: configuration rejected; nothing changed", "err", err)
 		return

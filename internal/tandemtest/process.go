@@ -1,8 +1,8 @@
 // Package tandemtest runs the tandem binary as a real process for tests: on loopback ports
 // chosen by the kernel, its logs captured, its addresses read from its "tandem started" line, and
-// killed by PID at the test's cleanup if still running. The main package's process tests and the
-// dashboard's browser test share it; the store's and the binary's disk-full tests share Tmpfs and
-// FillDisk; package tests poll with WaitFor.
+// killed by PID at the test's cleanup if still running. The process tests in e2e/ (the dashboard's
+// browser test among them) start the binary their TestMain built through it; the store's and the
+// binary's disk-full tests share Tmpfs and FillDisk; package tests poll with WaitFor.
 package tandemtest
 
 import (

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 // the jobs one must grow its workers while I/O-bound sleep jobs wait; both stay inside their
 // bounds. (operate_test.go covers the HTTP controller growing for /demo/io.)
 func TestAutoscaleConvergesOnDemoLoad(t *testing.T) {
+	// Serial: it measures where the controllers settle under CPU-bound load on this machine's cores;
+	// another test's processes would take CPU from it and move the answer.
 	if testing.Short() {
 		t.Skip("drives load for up to a minute")
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -107,6 +107,7 @@ func waitAllState(t *testing.T, url string, ids []string, want string, d time.Du
 // TestCrashKill9WhileDraining: 5,000 acknowledged jobs survive three SIGKILLs at random moments
 // while they drain; every one ends succeeded. Jobs that ran more than once are counted and reported.
 func TestCrashKill9WhileDraining(t *testing.T) {
+	// Serial: 5,000 exec jobs keep both cores busy for seconds, and the kills must land mid-drain.
 	if testing.Short() {
 		t.Skip("crash test runs real processes")
 	}
@@ -165,6 +166,7 @@ func TestCrashKill9WhileDraining(t *testing.T) {
 // TestAcknowledgedEnqueueSurvivesKill9: 64 clients enqueue; SIGKILL lands mid-burst; after a restart
 // every id that was answered 201 is present.
 func TestAcknowledgedEnqueueSurvivesKill9(t *testing.T) {
+	// Serial: a 64-client burst that the SIGKILL must interrupt, timed in hundreds of milliseconds.
 	if testing.Short() {
 		t.Skip("crash test runs real processes")
 	}
@@ -190,6 +192,7 @@ func TestAcknowledgedEnqueueSurvivesKill9(t *testing.T) {
 // TestSecondProcessOnSameFile: a second tandem on a locked file exits non-zero with a clear message
 // within store.open_timeout instead of hanging.
 func TestSecondProcessOnSameFile(t *testing.T) {
+	t.Parallel()
 	db := filepath.Join(t.TempDir(), "tandem.db")
 	startTandem(t, "TANDEM_STORE_PATH="+db)
 	start := time.Now()
@@ -205,11 +208,13 @@ func TestSecondProcessOnSameFile(t *testing.T) {
 
 // TestDamagedDatabaseFile: garbage or a foreign bbolt file stops the start, and the file is untouched.
 func TestDamagedDatabaseFile(t *testing.T) {
+	t.Parallel()
 	for name, content := range map[string][]byte{
 		"garbage":   bytes.Repeat([]byte("not a database "), 2000),
 		"truncated": []byte("\x00\x01"),
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			db := filepath.Join(t.TempDir(), "tandem.db")
 			if err := os.WriteFile(db, content, 0o600); err != nil {
 				t.Fatal(err)

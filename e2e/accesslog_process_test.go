@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -17,6 +17,7 @@ import (
 // and the dashboard's polling write no access line, while a 404 does, with its duration as a
 // number of milliseconds; SIGHUP switches to all live. Before, every request was an INFO line.
 func TestAccessLogDefaultsToErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
 	writeFile(t, cfg, "server:\n  demo_routes: true\n")
@@ -75,6 +76,7 @@ func TestAccessLogDefaultsToErrors(t *testing.T) {
 
 // TestBadAccessLogValue: a bad log.access stops the start with exit 2 and names the key.
 func TestBadAccessLogValue(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r := runTandem(t, dir, []string{"TANDEM_LOG_ACCESS=some", "TANDEM_STORE_PATH=" + filepath.Join(dir, "db")}, "serve")
 	if r.code != 2 || !strings.Contains(r.stderr, "log.access") || !strings.Contains(r.stderr, "all, errors, off") {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -20,7 +20,7 @@ type dockerfile struct {
 
 func readDockerfile(t *testing.T) dockerfile {
 	t.Helper()
-	raw, err := os.ReadFile("Dockerfile")
+	raw, err := os.ReadFile(filepath.Join(repoDir, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +56,14 @@ func readDockerfile(t *testing.T) dockerfile {
 // Docker does (the image's ENV, its WORKDIR with the image's config.yaml) against a tandem that
 // `docker run -e TANDEM_SERVER_ADDR=...` moved off port 8080: the check must follow it.
 func TestDockerHealthcheckFollowsTheConfiguration(t *testing.T) {
+	t.Parallel()
 	d := readDockerfile(t)
 	src, ok := d.copies[filepath.Join(d.workdir, "config.yaml")]
 	if !ok {
 		t.Fatalf("the image has no config.yaml in its WORKDIR %s", d.workdir)
 	}
 	dir := t.TempDir() // the WORKDIR
-	conf, err := os.ReadFile(src)
+	conf, err := os.ReadFile(filepath.Join(repoDir, src))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package web_test
+package e2e
 
 import (
 	"bytes"
@@ -18,7 +18,8 @@ import (
 	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
-const token = "e2e-token"
+// dashToken is the admin token of the dashboard tests' tandem.
+const dashToken = "e2e-token"
 
 // tandemUnderTest is a real tandem process serving the dashboard.
 type tandemUnderTest struct {
@@ -26,15 +27,10 @@ type tandemUnderTest struct {
 	http, admin string
 }
 
-// startTandem starts tandem with adminToken as its admin.token ("": none).
-func startTandem(t *testing.T, adminToken string) *tandemUnderTest {
+// startDashboard starts tandem with adminToken as its admin.token ("": none).
+func startDashboard(t *testing.T, adminToken string) *tandemUnderTest {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tandem")
-	build := exec.Command("go", "build", "-o", bin, "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build tandem: %v\n%s", err, out)
-	}
-	p := tandemtest.Start(t, bin, "TANDEM_ADMIN_TOKEN="+adminToken,
+	p := tandemtest.Start(t, tandemBin, "TANDEM_ADMIN_TOKEN="+adminToken,
 		"TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_JOBS_CONCURRENCY=2")
 	return &tandemUnderTest{Process: p, http: p.HTTPURL, admin: p.AdminURL}
 }
@@ -47,7 +43,7 @@ func (tu *tandemUnderTest) api(t *testing.T, method, url string, body any, out a
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, url, rd)
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Authorization", "Bearer "+dashToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -89,11 +85,12 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
-// artifacts is where screenshots go: $TANDEM_ARTIFACTS or ../artifacts/e2e (ignored by git).
+// artifacts is where screenshots go: $TANDEM_ARTIFACTS or artifacts/e2e in the repository (ignored
+// by git).
 func artifacts(t *testing.T) string {
 	dir := os.Getenv("TANDEM_ARTIFACTS")
 	if dir == "" {
-		dir = filepath.Join("..", "artifacts", "e2e")
+		dir = filepath.Join(repoDir, "artifacts", "e2e")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -137,11 +134,12 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 // validation error shown, a paused queue, a dead job opened and retried, a phone-width view, and
 // the error shown when tandem is down.
 func TestDashboardEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts Chromium")
 	}
 	ctx := browser(t)
-	tu := startTandem(t, token)
+	tu := startDashboard(t, dashToken)
 
 	// A dead job: an http job whose target answers 400 fails for good at once.
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 400) }))
@@ -172,7 +170,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 	waitJS(t, ctx, "the refused-token message", `document.querySelector('#banner').textContent.includes('refused')`)
 	shot(t, ctx, "01-wrong-token")
 
-	do(t, ctx, chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS("#login-form button")))
+	do(t, ctx, chromedp.SendKeys(chromedp.CSS("#token"), dashToken), chromedp.Click(chromedp.CSS("#login-form button")))
 	waitJS(t, ctx, "pool sizes", `document.querySelector('#pool-jobs .size')?.textContent === '2' && document.querySelector('#pool-http .size')?.textContent === '5'`)
 	waitJS(t, ctx, "runtime", `document.querySelector('#runtime').textContent.includes('GOMAXPROCS')`)
 	waitJS(t, ctx, "the change-token link", `document.querySelector('#logout').offsetParent !== null`)
@@ -244,11 +242,12 @@ func TestDashboardEndToEnd(t *testing.T) {
 // TestDashboardWithoutToken: with no admin.token (the default, admin on loopback) the API needs
 // none, so the dashboard goes live at once instead of asking for a token nobody has.
 func TestDashboardWithoutToken(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts Chromium")
 	}
 	ctx := browser(t)
-	tu := startTandem(t, "")
+	tu := startDashboard(t, "")
 	do(t, ctx, chromedp.Navigate(tu.admin+"/admin/ui/"))
 	waitJS(t, ctx, "pool sizes", `document.querySelector('#pool-jobs .size')?.textContent === '2'`)
 	waitJS(t, ctx, "live, no prompt", `document.querySelector('#status').textContent === 'live' && document.querySelector('#login').hidden && document.querySelector('#banner').hidden && document.querySelector('#logout').offsetParent === null`)

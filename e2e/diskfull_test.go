@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 // job answered 201 before is still there; when space returns, enqueues succeed again without a
 // restart; and after a restart every acknowledged job is still there.
 func TestDiskFullAnswers503AndRecovers(t *testing.T) {
+	// Serial: it fills a filesystem (its own tmpfs) and gives recovery 10 s once space returns.
 	dir := tandemtest.Tmpfs(t, "4m")
 	env := []string{"TANDEM_STORE_PATH=" + filepath.Join(dir, "tandem.db")}
 	p := startTandem(t, env...)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -29,6 +29,7 @@ import (
 // hard limit, which Go raises the soft one to), a 5 s test, most of it body_timeout. Fewer where
 // the limit is low.
 func TestSlowBodiesDoNotStarveEnqueues(t *testing.T) {
+	// Serial: 1,000 connections and their descriptors; normal enqueues must not wait on a loaded CPU.
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -31,6 +31,8 @@ func pools(t *testing.T, p *proc, token string) map[string]poolJSON {
 // The HTTP autoscaler grows the pool for I/O-bound requests, a manual resize pins it, and unpin
 // hands it back.
 func TestOperateUnderLoad(t *testing.T) {
+	// Serial: 64 clients load the process and the HTTP autoscaler must see latency fall as it grows;
+	// the CPU other tests take makes that latency noise.
 	const token = "op-token"
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_SERVER_DEMO_ROUTES=true",
 		"TANDEM_ADMIN_TOKEN="+token, "TANDEM_SERVER_AUTOSCALE_MIN=2", "TANDEM_SERVER_AUTOSCALE_MAX=48", "TANDEM_SERVER_THREADS=2",

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 // TestSIGTERMDrainsInFlight: requests in flight when SIGTERM arrives complete with 200, readiness
 // turns 503 at once, new connections are refused once the listener closes, and the exit status is 0.
 func TestSIGTERMDrainsInFlight(t *testing.T) {
+	// Serial: readiness must turn within 2 s of SIGTERM while 1.5 s requests are in flight.
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_SERVER_DEMO_ROUTES=true", "TANDEM_SERVER_THREADS=8")
 	hc := &http.Client{Timeout: 20 * time.Second}
 	var wg sync.WaitGroup
@@ -76,6 +77,7 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 // TestSIGHUPReload: SIGHUP re-reads config.yaml; pool sizes, backlog and log level change live and
 // are logged; other changed keys are reported as needing a restart; a broken file changes nothing.
 func TestSIGHUPReload(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
 	writeFile(t, cfgPath, "server:\n  threads: 3\n  backlog: 20\njobs:\n  concurrency: 2\n")

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"debug/elf"
@@ -13,10 +13,11 @@ import (
 // TestReleaseBuildIsStatic runs the Dockerfile's build line (make release) outside Docker and
 // checks that the binary is static and reports the injected version, commit and date.
 func TestReleaseBuildIsStatic(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a release binary")
 	}
-	docker, err := os.ReadFile("Dockerfile")
+	docker, err := os.ReadFile(filepath.Join(repoDir, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,6 +26,7 @@ func TestReleaseBuildIsStatic(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "tandem")
 	cmd := exec.Command("make", "release", "VERSION=v9.8.7", "COMMIT=abc1234", "DATE=2026-11-24T00:00:00Z", "OUT="+out)
+	cmd.Dir = repoDir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make release: %v\n%s", err, b)
 	}
@@ -52,6 +54,7 @@ func TestReleaseBuildIsStatic(t *testing.T) {
 
 // TestHealthcheckCommand: exit 0 against a ready tandem, non-zero when nothing answers.
 func TestHealthcheckCommand(t *testing.T) {
+	t.Parallel()
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
 	if r := runTandem(t, t.TempDir(), nil, "healthcheck", "--url", p.HTTPURL+"/readyz"); r.code != 0 {
 		t.Fatalf("healthy: %+v", r)

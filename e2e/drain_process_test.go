@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 // Before, the listener closed at SIGTERM and a load balancer polling /readyz saw connection
 // refused, not "going away".
 func TestShutdownDelayAnswersNotReady(t *testing.T) {
+	// Serial: it times readiness against a 2 s delay after SIGTERM.
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_SERVER_DEMO_ROUTES=true",
 		"TANDEM_SERVER_SHUTDOWN_DELAY=2s")
 	hc := &http.Client{Timeout: 5 * time.Second}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -13,6 +13,7 @@ import (
 // TestJobsCLI drives the operator CLI against a running tandem: enqueue (with a bad payload, an
 // unknown kind and a unique key), list, show, cancel, retry and delete, and their exit statuses.
 func TestJobsCLI(t *testing.T) {
+	t.Parallel()
 	db := filepath.Join(t.TempDir(), "db")
 	p := startTandem(t, "TANDEM_STORE_PATH="+db)
 	if p.Started["store"] != db || p.Started["store_sync"] != "always" {
@@ -91,6 +92,7 @@ func freePort(t *testing.T) int {
 // by `tandem healthcheck` and the client commands given the same environment, or a config file
 // naming the same addresses (":PORT", which they dial on 127.0.0.1) and the admin token.
 func TestClientReadsTheConfiguration(t *testing.T) {
+	t.Parallel()
 	const token = "file-token"
 	httpPort, adminPort := freePort(t), freePort(t)
 	env := []string{fmt.Sprintf("TANDEM_SERVER_ADDR=127.0.0.1:%d", httpPort), fmt.Sprintf("TANDEM_ADMIN_ADDR=127.0.0.1:%d", adminPort)}
@@ -129,80 +131,35 @@ func TestClientReadsTheConfiguration(t *testing.T) {
 	}
 }
 
-// TestClientRefusedConnection: nothing listening says where the client looked.
-func TestClientRefusedConnection(t *testing.T) {
-	port := freePort(t)
-	want := fmt.Sprintf("is tandem running at http://127.0.0.1:%d?", port)
-	for _, args := range [][]string{{"jobs", "list"}, {"healthcheck"}, {"enqueue", "noop"}} {
-		r := runTandem(t, t.TempDir(), []string{fmt.Sprintf("TANDEM_SERVER_ADDR=:%d", port)}, args...)
-		if r.code != 1 || !strings.Contains(r.stderr, want) {
-			t.Errorf("tandem %v: %+v, want exit 1 and %q", args, r, want)
-		}
-	}
-}
-
-// TestClientVerbs: the help lists every verb of every client command, and an unknown verb, given
-// alone or with an argument, says so and lists them.
-func TestClientVerbs(t *testing.T) {
-	help := runTandem(t, t.TempDir(), nil, "--help")
-	for _, tc := range []struct {
-		cmd   string
-		verbs []string
-	}{
-		{"jobs", []string{"list", "show", "cancel", "retry", "delete"}},
-		{"queues", []string{"list", "pause", "resume"}},
-		{"pools", []string{"show", "resize", "unpin"}},
-	} {
-		line := regexp.MustCompile(`(?m)^  ` + tc.cmd + ` .*$`).FindString(help.stdout)
-		for _, v := range tc.verbs {
-			if !strings.Contains(line, v) {
-				t.Errorf("tandem --help says %q for %s, without %s", line, tc.cmd, v)
-			}
-		}
-		for _, args := range [][]string{{tc.cmd, "frob"}, {tc.cmd, "frob", "x"}} {
-			r := runTandem(t, t.TempDir(), nil, args...)
-			if r.code != 2 || !strings.Contains(r.stderr, `unknown verb "frob"; the verbs are `+strings.Join(tc.verbs, ", ")) {
-				t.Errorf("tandem %v: %+v", args, r)
-			}
-		}
-	}
-	r := runTandem(t, t.TempDir(), nil, "--json", "frobnicate")
-	if r.code != 2 || !strings.Contains(r.stderr, `unknown command "frobnicate"; the commands are serve, config, check-config, version, healthcheck, enqueue, jobs, queues, pools`) {
-		t.Errorf("tandem --json frobnicate: %+v", r)
-	}
-}
-
 // TestClientJSON: every client command prints a table by default and the server's JSON with --json.
 func TestClientJSON(t *testing.T) {
+	t.Parallel()
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"))
 	env := []string{"TANDEM_SERVER_URL=" + p.HTTPURL, "TANDEM_ADMIN_URL=" + p.AdminURL}
+	// The two halves share the process, each with a job of its own: no command's answer depends on
+	// what the other half did (a paused queue, a resized pool), so they run side by side.
 	for _, asJSON := range []bool{false, true} {
-		r := runTandem(t, t.TempDir(), env, "enqueue", "sleep", "--payload", `{"ms":60000}`, "--delay", "1h", "--json")
-		var j struct{ ID string }
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &j) != nil {
-			t.Fatalf("enqueue: %+v", r)
-		}
-		for _, args := range [][]string{
-			{"version"}, {"healthcheck"}, {"enqueue", "noop"}, {"jobs", "list"}, {"jobs", "show", j.ID}, {"jobs", "cancel", j.ID},
-			{"jobs", "retry", j.ID}, {"jobs", "cancel", j.ID}, {"jobs", "delete", j.ID}, {"queues", "list"},
-			{"queues", "pause", "default"}, {"queues", "resume", "default"}, {"pools", "show"}, {"pools", "resize", "jobs", "3"},
-			{"pools", "unpin", "jobs"},
-		} {
-			if asJSON {
-				args = append(args, "--json")
+		t.Run(map[bool]string{false: "table", true: "json"}[asJSON], func(t *testing.T) {
+			t.Parallel()
+			r := runTandem(t, t.TempDir(), env, "enqueue", "sleep", "--payload", `{"ms":60000}`, "--delay", "1h", "--json")
+			var j struct{ ID string }
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &j) != nil {
+				t.Fatalf("enqueue: %+v", r)
 			}
-			r := runTandem(t, t.TempDir(), env, args...)
-			if r.code != 0 || json.Valid([]byte(r.stdout)) != asJSON || r.stdout == "" {
-				t.Errorf("tandem %v: %+v, want JSON %v", args, r, asJSON)
+			for _, args := range [][]string{
+				{"version"}, {"healthcheck"}, {"enqueue", "noop"}, {"jobs", "list"}, {"jobs", "show", j.ID}, {"jobs", "cancel", j.ID},
+				{"jobs", "retry", j.ID}, {"jobs", "cancel", j.ID}, {"jobs", "delete", j.ID}, {"queues", "list"},
+				{"queues", "pause", "default"}, {"queues", "resume", "default"}, {"pools", "show"}, {"pools", "resize", "jobs", "3"},
+				{"pools", "unpin", "jobs"},
+			} {
+				if asJSON {
+					args = append(args, "--json")
+				}
+				r := runTandem(t, t.TempDir(), env, args...)
+				if r.code != 0 || json.Valid([]byte(r.stdout)) != asJSON || r.stdout == "" {
+					t.Errorf("tandem %v: %+v, want JSON %v", args, r, asJSON)
+				}
 			}
-		}
-	}
-}
-
-// TestClientEnvIsNotConfiguration: the client's own variables do not stop serve's configuration.
-func TestClientEnvIsNotConfiguration(t *testing.T) {
-	env := []string{"TANDEM_SERVER_URL=http://127.0.0.1:1", "TANDEM_ADMIN_URL=http://127.0.0.1:2", "TANDEM_HEALTHCHECK_URL=http://127.0.0.1:1/readyz"}
-	if r := runTandem(t, t.TempDir(), env, "check-config"); r.code != 0 {
-		t.Fatalf("check-config with the client's variables set: %+v", r)
+		})
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 // TestSystemdNotifyFromBinary: the real binary sends READY=1, then WATCHDOG=1, then STOPPING=1 on
 // a real unixgram NOTIFY_SOCKET, in that order.
 func TestSystemdNotifyFromBinary(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -81,6 +82,7 @@ func cgroupV1(t *testing.T, controller string, files map[string]string) string {
 // TestBinaryInCgroupV1: inside a real cgroup v1 limited to 1 CPU (cfs_quota_us=100000 of 100000)
 // and 512 MiB, tandem reports GOMAXPROCS=1 from the cgroup, and GOMEMLIMIT 90% of the limit.
 func TestBinaryInCgroupV1(t *testing.T) {
+	t.Parallel()
 	cpu := cgroupV1(t, "cpu", map[string]string{"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "100000"})
 	mem := cgroupV1(t, "memory", map[string]string{"memory.limit_in_bytes": "536870912"})
 	// The shell joins both cgroups before exec, so tandem starts inside them.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -52,6 +52,7 @@ func value(text, family string, labels ...string) float64 {
 // TestMetricsEndpoint scrapes the real /metrics, checks the families exist, are valid for promtool,
 // and move under load; and that the token is needed only with admin.metrics_auth.
 func TestMetricsEndpoint(t *testing.T) {
+	t.Parallel()
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_SERVER_DEMO_ROUTES=true",
 		"TANDEM_ADMIN_TOKEN=tok", "TANDEM_SERVER_THREADS=1", "TANDEM_SERVER_BACKLOG=0")
 	before := scrape(t, p.AdminURL, "") // public by default
