@@ -52,6 +52,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		OnCommit: mx.ObserveCommit,
 	})
 	if err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			return damaged(cfg.Store.Path, err) // the error names the file already
+		}
 		return fmt.Errorf("open store %s: %w", cfg.Store.Path, err)
 	}
 	defer st.Close()
@@ -85,6 +88,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if err := runtime.Start(ctx); err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			return damaged(cfg.Store.Path, err)
+		}
 		return err
 	}
 	mx.RegisterPools(httpPool, jobPool)
@@ -190,6 +196,14 @@ func waitForStop(ctx context.Context, log *slog.Logger, onHUP func()) {
 			return
 		}
 	}
+}
+
+// damaged adds to an error wrapping store.ErrCorrupt, found before tandem wrote anything, what the
+// operator can do about the file. It stays one line: the exit message of a service. (`bbolt check`
+// is not suggested: it panics itself on a truncated file.)
+func damaged(path string, err error) error {
+	return fmt.Errorf("%w; tandem left the file as it was: restore %s from a backup, or move it aside "+
+		"to start with an empty queue (its jobs are then lost)", err, path)
 }
 
 // sizes are the two pool sizes after "auto" was resolved.
