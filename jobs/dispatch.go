@@ -20,7 +20,7 @@ var (
 // leaseGrace is added to a job's timeout for its lease, so a lease outlives the attempt it covers.
 const leaseGrace = time.Minute
 
-// Start recovers the jobs a previous process left running, then starts the dispatcher, the
+// Start recovers the jobs a previous process left leased (recover.go), then starts the dispatcher, the
 // promoter of delayed jobs and the retention sweeper. Stop stops them.
 func (r *Runtime) Start(ctx context.Context) error {
 	r.mu.Lock()
@@ -30,12 +30,8 @@ func (r *Runtime) Start(ctx context.Context) error {
 	}
 	r.started = true
 	r.mu.Unlock()
-	n, err := r.store.Recover(ctx)
-	if err != nil {
+	if err := r.recoverLeases(ctx); err != nil {
 		return fmt.Errorf("jobs: recover: %w", err)
-	}
-	if n > 0 {
-		r.log.Info("recovered jobs left running by the previous process", "jobs", n)
 	}
 	r.runCtx, r.runStop = context.WithCancelCause(context.Background())
 	loopCtx, cancel := context.WithCancel(context.Background())
@@ -47,10 +43,11 @@ func (r *Runtime) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop shuts down in this order (asynq's): stop leasing; jobs leased but not started go back to
-// ready with their attempt returned; running jobs may finish until ShutdownTimeout or ctx ends,
-// whichever is first; then their contexts are canceled and they go back to ready with the attempt
-// recorded ("interrupted: shutdown"); every acknowledgement is written; then Stop returns.
+// Stop shuts down in this order (asynq's): stop leasing; prefetched jobs, not started, go back to
+// ready; running jobs may finish until ShutdownTimeout or ctx ends, whichever is first; then their
+// contexts are canceled and they go back to ready with the interruption recorded ("interrupted:
+// shutdown") and the attempt given back, since a deploy is not the job's fault; every
+// acknowledgement is written; then Stop returns.
 func (r *Runtime) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	if !r.started || r.stopping {
@@ -101,8 +98,22 @@ func (r *Runtime) Stop(ctx context.Context) error {
 func (r *Runtime) dispatchLoop(ctx context.Context) {
 	safety := time.NewTicker(time.Second) // a missed wake-up costs at most this
 	defer safety.Stop()
+	var backoff time.Duration // after failed leases (a failing disk, a damaged file): up to 1 s, so errors are not logged in a loop
 	for {
-		if n := r.dispatchOnce(ctx); n > 0 {
+		n := r.dispatchOnce(ctx)
+		if r.leaseFailed.Load() {
+			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		} else {
+			backoff = 0
+		}
+		if n > 0 {
 			continue
 		}
 		select {

@@ -9,7 +9,7 @@
 //	jobs     id (16-byte UUIDv7, time-ordered) -> versioned record
 //	ready    queue 0x00 (9-priority) run_at id -> nil   best job of a queue is its first key
 //	sched    run_at id -> nil                            scheduled and retrying jobs, soonest first
-//	lease    lease_until id -> nil                       running jobs by lease deadline
+//	lease    lease_until id -> nil                       prefetched and running jobs by lease deadline
 //	done     finished_at id -> nil                       finished jobs, for the retention sweeper
 //	uniq     unique_key -> id                            live jobs holding a unique key
 //	counts   queue 0x00 state -> uint64                  per-queue counters, so stats never scan

@@ -479,9 +479,14 @@ type CommitStats struct {
 	Commits   uint64 // transactions committed
 	Requests  uint64 // requests they carried
 	LastBatch int    // requests in the last commit
+	// PageBytes is the size of the pages the commits wrote (bbolt's TxStats.PageAlloc): what the
+	// writes cost the file, whatever the number of records.
+	PageBytes int64
 }
 
 // CommitStats returns the committer's counters.
 func (s *Store) CommitStats() CommitStats {
-	return CommitStats{Commits: s.commits.Load(), Requests: s.requests.Load(), LastBatch: int(s.lastBatch.Load())}
+	bs := s.db.Stats()
+	return CommitStats{Commits: s.commits.Load(), Requests: s.requests.Load(), LastBatch: int(s.lastBatch.Load()),
+		PageBytes: bs.TxStats.GetPageAlloc()}
 }
