@@ -66,9 +66,9 @@ func (r *Runtime) run(parent context.Context, j *Job) {
 // doc).
 func (r *Runtime) start(j *Job, at time.Time) *Job {
 	job := j.Clone()
-	started, lease := at.UTC(), at.UTC().Add(j.Timeout+leaseGrace)
-	job.State, job.Attempt, job.StartedAt, job.LeaseUntil = StateRunning, j.Attempt+1, &started, &lease
-	r.noteStart(j.ID, startMark{attempt: job.Attempt, at: started, lease: lease})
+	started := at.UTC()
+	job.State, job.Attempt, job.StartedAt = StateRunning, j.Attempt+1, &started
+	r.noteStart(j.ID, startMark{attempt: job.Attempt, at: started})
 	return job
 }
 

@@ -8,7 +8,7 @@ import (
 )
 
 // An attempt starts when a worker calls its handler, and the record says so (prefetched ->
-// running, with the attempt's number, start time and lease), so that the API, the dashboard and the
+// running, with the attempt's number and start time), so that the API, the dashboard and the
 // metrics call running exactly what a worker runs, and a crash can tell an attempt that ran from a
 // job that only waited. That write costs little: a worker notes the start here, and one request
 // (store.ApplyQueued) writes the starts noted by the time the committer reaches it, of the jobs
@@ -18,8 +18,8 @@ import (
 
 // startMark is a start noted and not yet written.
 type startMark struct {
-	attempt   int // the attempt started: the record's attempt + 1
-	at, lease time.Time
+	attempt int // the attempt started: the record's attempt + 1
+	at      time.Time
 }
 
 // noteStart notes the start of a job's attempt and makes sure a request will write it.
@@ -60,8 +60,10 @@ func (r *Runtime) writeStarts(u store.Updater) {
 			if cur.State != StatePrefetched || cur.Attempt != m.attempt-1 {
 				return errStale // its lease never reached the disk, or it changed: the ack will see it
 			}
-			at, lease := m.at, m.lease
-			cur.State, cur.Attempt, cur.StartedAt, cur.LeaseUntil = StateRunning, m.attempt, &at, &lease
+			// LeaseUntil stays as the lease set it: a new deadline would move the job's lease entry,
+			// two more writes for each job, and reclaimExpired never touches a job running here.
+			at := m.at
+			cur.State, cur.Attempt, cur.StartedAt = StateRunning, m.attempt, &at
 			return nil
 		})
 	}
