@@ -54,6 +54,9 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		OnCommit: mx.ObserveCommit,
 	})
 	if err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			return damaged(cfg.Store.Path, err) // the error names the file already
+		}
 		return fmt.Errorf("open store %s: %w", cfg.Store.Path, err)
 	}
 	defer st.Close()
@@ -93,6 +96,9 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		return err
 	}
 	if err := runtime.Start(ctx); err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			return damaged(cfg.Store.Path, err)
+		}
 		return err
 	}
 	undo = append(undo, runtime.Stop)
@@ -241,6 +247,14 @@ func (t teardown) run(ctx context.Context, timeout time.Duration, log *slog.Logg
 func accessLog(s string) server.AccessLog {
 	a, _ := server.ParseAccessLog(s)
 	return a
+}
+
+// damaged adds to an error wrapping store.ErrCorrupt, found before tandem wrote anything, what the
+// operator can do about the file. It stays one line: the exit message of a service. (`bbolt check`
+// is not suggested: it panics itself on a truncated file.)
+func damaged(path string, err error) error {
+	return fmt.Errorf("%w; tandem left the file as it was: restore %s from a backup, or move it aside "+
+		"to start with an empty queue (its jobs are then lost)", err, path)
 }
 
 // sizes are the two pool sizes after "auto" was resolved.

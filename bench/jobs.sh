@@ -56,7 +56,7 @@ post_lua one.lua '{"kind":"noop"}'
 post_lua batch.lua "$noop100"
 wait_empty() { # polls GET /v1/queues until nothing waits or runs; 12,000 polls, about 2 minutes
   for _ in $(seq 1 12000); do
-    curl -fsS "$HTTP_URL/v1/queues" | grep -q '"scheduled":0,"ready":0,"running":0,"retrying":0' && return 0
+    curl -fsS "$HTTP_URL/v1/queues" | grep -q '"scheduled":0,"ready":0,"prefetched":0,"running":0,"retrying":0' && return 0
     sleep 0.005
   done
   echo "queue not empty after 12,000 polls" >&2

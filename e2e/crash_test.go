@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -14,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 type jobJSON struct {
@@ -206,12 +210,25 @@ func TestSecondProcessOnSameFile(t *testing.T) {
 	}
 }
 
-// TestDamagedDatabaseFile: garbage or a foreign bbolt file stops the start, and the file is untouched.
+// TestDamagedDatabaseFile: garbage, a truncated file, or a real database cut short or with a
+// damaged page stops the start with exit status 1 and one line that names the file and what to do,
+// with no stack trace, and the file keeps every byte.
 func TestDamagedDatabaseFile(t *testing.T) {
 	t.Parallel()
+	real := seededDatabase(t)
+	jobsRoot, freelist := pagesOf(t, real)
+	page := func(b []byte, pg int) []byte {
+		b = bytes.Clone(b)
+		copy(b[pg*4096+16:pg*4096+80], bytes.Repeat([]byte{0xff}, 64)) // its first element headers
+		return b
+	}
 	for name, content := range map[string][]byte{
-		"garbage":   bytes.Repeat([]byte("not a database "), 2000),
-		"truncated": []byte("\x00\x01"),
+		"garbage":                bytes.Repeat([]byte("not a database "), 2000),
+		"two bytes":              []byte("\x00\x01"),
+		"truncated to half":      real[:len(real)/2],
+		"truncated to one page":  real[:4096],
+		"jobs root page damaged": page(real, jobsRoot),
+		"freelist page damaged":  page(real, freelist),
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -220,13 +237,75 @@ func TestDamagedDatabaseFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := runTandem(t, t.TempDir(), []string{"TANDEM_STORE_PATH=" + db, "TANDEM_SERVER_ADDR=127.0.0.1:0", "TANDEM_ADMIN_ADDR=127.0.0.1:0"}, "serve")
-			if r.code == 0 || !strings.Contains(r.stderr, db) {
-				t.Fatalf("exit %d, stderr %s", r.code, r.stderr)
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			last := lines[len(lines)-1]
+			if r.code != 1 || !strings.HasPrefix(last, "tandem serve: store "+db+": ") || !strings.Contains(last, "restore "+db+" from a backup") {
+				t.Fatalf("exit %d, want 1 and a last line naming %s and what to do; stderr:\n%s", r.code, db, r.stderr)
+			}
+			if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic") {
+				t.Fatalf("a stack trace:\n%s", r.stderr)
 			}
 			after, err := os.ReadFile(db)
-			if err != nil || !bytes.Equal(after, content) {
+			if err != nil || sha256.Sum256(after) != sha256.Sum256(content) {
 				t.Fatalf("the damaged file was changed (err %v)", err)
 			}
+			t.Log(last)
 		})
 	}
+}
+
+// seededDatabase returns the bytes of a database a real tandem wrote: 3,000 jobs, then a SIGTERM.
+func seededDatabase(t *testing.T) []byte {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "tandem.db")
+	p := startTandem(t, "TANDEM_STORE_PATH="+db)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	batch := make([]map[string]any, 100)
+	for i := range batch {
+		batch[i] = map[string]any{"kind": "noop", "payload": map[string]string{"pad": strings.Repeat("x", 64)}}
+	}
+	for range 30 {
+		if code, err := call(context.Background(), hc, http.MethodPost, p.HTTPURL+"/v1/jobs/batch", "", map[string]any{"jobs": batch}, nil); err != nil || code != http.StatusCreated {
+			t.Fatalf("enqueue batch: %d %v", code, err)
+		}
+	}
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("tandem exited %d", code)
+	}
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// pagesOf returns the page numbers of the jobs bucket's root and of the freelist, read with bbolt.
+func pagesOf(t *testing.T, content []byte) (jobsRoot, freelist int) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error { jobsRoot = int(tx.Bucket([]byte("jobs")).RootPage()); return nil })
+	// The freelist's page is in the meta page of the latest transaction: txid at byte 16+48, the
+	// freelist at 16+32 (bbolt's file format).
+	meta := func(off int) (txid uint64, free int) {
+		return binary.NativeEndian.Uint64(content[off+64:]), int(binary.NativeEndian.Uint64(content[off+48:]))
+	}
+	tx0, free0 := meta(0)
+	tx1, free1 := meta(4096)
+	freelist = free0
+	if tx1 > tx0 {
+		freelist = free1
+	}
+	if jobsRoot == 0 || freelist == 0 {
+		t.Fatalf("jobs root page %d, freelist page %d", jobsRoot, freelist)
+	}
+	return jobsRoot, freelist
 }

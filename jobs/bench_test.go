@@ -73,6 +73,7 @@ func endToEnd(b *testing.B, batch int) {
 	cs := st.CommitStats()
 	b.ReportMetric(float64(cs.Commits)/float64(b.N), "commits/job")
 	b.ReportMetric(float64(cs.Requests)/float64(max(cs.Commits, 1)), "requests/commit")
+	b.ReportMetric(float64(cs.PageBytes)/float64(b.N), "page-bytes/job")
 }
 
 func prefetchForBench() int {

@@ -9,11 +9,15 @@
 //	rt.Start(ctx)
 //	rt.Enqueue(ctx, jobs.EnqueueParams{Kind: "email", Payload: json.RawMessage(`{"to":"a@b"}`)})
 //
-// Delivery is at least once: a job whose process died while it ran runs again after the restart, so
-// handlers should be idempotent. A job starts as soon as its lease is written into the pending
-// transaction, about one commit (a millisecond or so) before that lease is on disk, so a short job's
-// acknowledgement shares its lease's commit; a crash inside that window re-runs the job with its
-// attempt count unchanged, since that attempt was never recorded.
+// A job is leased by the dispatcher (prefetched: it waits in the pool's backlog for a free worker),
+// then started by the worker that takes it (running: Attempt, StartedAt and the timeout count from
+// there), then acknowledged. Delivery is at least once: a job whose process died while it ran runs
+// again after the restart, so handlers should be idempotent. Neither the lease nor the start waits
+// for its commit: each lands about one commit (a millisecond or so) after it is written, and a
+// short job's acknowledgement joins the same commit, so its record is written once. A crash inside
+// that window re-runs the job with its attempt uncounted, since that attempt was never recorded (a
+// handler that kills the process within a millisecond of starting can do so at every start); an
+// attempt whose start is on disk counts, and one cut short by Stop is given back (recover.go).
 package jobs
 
 import (
@@ -42,13 +46,14 @@ type State = store.State
 
 // The states, re-exported for callers that import only jobs.
 const (
-	StateScheduled = store.StateScheduled
-	StateReady     = store.StateReady
-	StateRunning   = store.StateRunning
-	StateRetrying  = store.StateRetrying
-	StateSucceeded = store.StateSucceeded
-	StateDead      = store.StateDead
-	StateCanceled  = store.StateCanceled
+	StateScheduled  = store.StateScheduled
+	StateReady      = store.StateReady
+	StatePrefetched = store.StatePrefetched
+	StateRunning    = store.StateRunning
+	StateRetrying   = store.StateRetrying
+	StateSucceeded  = store.StateSucceeded
+	StateDead       = store.StateDead
+	StateCanceled   = store.StateCanceled
 )
 
 // Errors callers branch on.
@@ -201,7 +206,8 @@ type Options struct {
 	MaxResultBytes int
 	// BatchMax caps EnqueueBatch. Default 1000.
 	BatchMax int
-	// Prefetch is how many jobs are leased beyond the free workers. Default 4.
+	// Prefetch is how many jobs are leased beyond the free workers. Default 4. They are prefetched,
+	// not running, until a worker takes them.
 	Prefetch int
 	// ShutdownTimeout is how long Stop lets running jobs finish before canceling them. Default 20s.
 	ShutdownTimeout time.Duration
@@ -311,13 +317,18 @@ type Runtime struct {
 	// leaseFailed: the last lease's commit failed, so jobs start only once leased on disk.
 	leaseFailed atomic.Bool
 
-	ackMu    sync.Mutex
-	acks     []pendingAck        // queued acknowledgements not yet reported (drainAcks)
-	acking   bool                // a drainAcks goroutine is running
-	ackers   sync.WaitGroup      // that goroutine
-	running  map[string]*liveJob // leased jobs by id
-	perQueue map[string]int      // leased per queue, for Concurrency caps
-	swrr     map[string]int      // smooth weighted round robin state
+	ackMu   sync.Mutex
+	acks    []pendingAck        // queued acknowledgements not yet reported (drainAcks)
+	acking  bool                // a drainAcks goroutine is running
+	ackers  sync.WaitGroup      // that goroutine
+	running map[string]*liveJob // leased jobs by id
+
+	startMu     sync.Mutex
+	starts      map[string]startMark // attempts started and not yet written (start.go)
+	startsSpare map[string]startMark // the other map, swapped in by writeStarts
+	startQueued bool                 // a writeStarts request is queued
+	perQueue    map[string]int       // leased per queue, for Concurrency caps
+	swrr        map[string]int       // smooth weighted round robin state
 
 	wake    chan struct{} // dispatcher
 	promote chan struct{} // promoter: a delayed job arrived
@@ -347,6 +358,7 @@ func New(opts Options) (*Runtime, error) {
 	return &Runtime{
 		opts: opts, store: opts.Store, pool: opts.Pool, log: opts.Logger,
 		kinds: map[string]Kind{}, running: map[string]*liveJob{}, perQueue: map[string]int{}, swrr: map[string]int{},
+		starts: map[string]startMark{}, startsSpare: map[string]startMark{},
 		wake: make(chan struct{}, 1), promote: make(chan struct{}, 1),
 	}, nil
 }

@@ -461,68 +461,6 @@ func TestWeightsCapsAndPrefetch(t *testing.T) {
 	}
 }
 
-// TestShutdownPutsJobsBack: at Stop, a job that outlives the grace period is canceled and goes back
-// to ready with its attempt recorded; prefetched jobs go back with no attempt used.
-func TestShutdownPutsJobsBack(t *testing.T) {
-	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
-	rt := build(t, b, 1, func(o *Options) { o.ShutdownTimeout = 50 * time.Millisecond; o.Prefetch = 2 })
-	started := make(chan struct{}, 10)
-	_ = rt.RegisterFunc("forever", func(ctx context.Context, j *Job) (any, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return nil, ctx.Err()
-	})
-	if err := rt.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	a := enqueue(t, rt, EnqueueParams{Kind: "forever"})
-	<-started
-	waiting := enqueue(t, rt, EnqueueParams{Kind: "forever"})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if j, _ := rt.Get(context.Background(), waiting.ID); j.State == StateRunning {
-			break // leased (prefetched), waiting for the one worker
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("second job never prefetched")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if err := rt.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ja, _ := b.store.Get(context.Background(), a.ID)
-	if ja.State != StateReady || ja.Attempt != 1 || len(ja.Errors) != 1 || ja.Errors[0].Error != "interrupted: shutdown" {
-		t.Errorf("interrupted job = %+v", ja)
-	}
-	jw, _ := b.store.Get(context.Background(), waiting.ID)
-	if jw.State != StateReady || jw.Attempt != 0 || len(jw.Errors) != 0 {
-		t.Errorf("prefetched job = %+v", jw)
-	}
-}
-
-// TestRecoverAfterCrash: jobs a dead process left running are ready again at the next Start.
-func TestRecoverAfterCrash(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "jobs.db")
-	st, err := store.Open(context.Background(), store.Options{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, _ = st.Insert(context.Background(), []*Job{{Kind: "x", Queue: "default", State: StateReady, MaxAttempts: 5, Timeout: time.Minute}}, nil)
-	leased, _ := st.Lease(context.Background(), "default", 1, time.Minute)
-	st.Close() // the "crash": the job is left running in the file
-	b := &testBundle{path: path}
-	rt := build(t, b, 1, nil)
-	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
-	if err := rt.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	j := waitState(t, rt, leased[0].ID, StateSucceeded)
-	if j.Attempt != 2 || len(j.Errors) != 1 {
-		t.Fatalf("recovered job = %+v", j)
-	}
-}
-
 func TestDefaultBackoffBounds(t *testing.T) {
 	for attempt := 1; attempt <= 30; attempt++ {
 		base := time.Hour

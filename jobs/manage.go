@@ -17,15 +17,15 @@ func (r *Runtime) List(ctx context.Context, f store.Filter) ([]*Job, string, err
 	return r.store.List(ctx, f)
 }
 
-// Cancel cancels a job: a waiting one never runs; a running one's context is canceled and the
-// attempt ends canceled. A finished job is ErrInvalidState.
+// Cancel cancels a job: a waiting or prefetched one never runs; a running one's context is canceled
+// and the attempt ends canceled. A finished job is ErrInvalidState.
 func (r *Runtime) Cancel(ctx context.Context, id string) (*Job, error) {
 	var running bool
 	j, err := r.store.Update(ctx, id, func(j *Job) error {
 		switch {
 		case j.State.Finished():
 			return fmt.Errorf("%w: job %s is %s", ErrInvalidState, id, j.State)
-		case j.State == StateRunning:
+		case j.State.Leased(): // prefetched or running: the attempt, started or not, is this process's
 			running = true
 			return errStale // the attempt itself records the cancellation when it ends
 		}

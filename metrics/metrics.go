@@ -15,7 +15,7 @@
 //	tandem_job_run_seconds {kind}                        histogram
 //	tandem_job_queue_wait_seconds {queue}                histogram, due time to start
 //	tandem_queue_ready_jobs, _oldest_ready_age_seconds, _paused {queue}
-//	tandem_queue_jobs {queue,state}
+//	tandem_queue_jobs {queue,state}                      running: a worker runs it; prefetched: leased, waiting for one
 //	tandem_store_commit_seconds                          histogram, one per group commit
 //	tandem_store_commit_requests                         histogram, requests per commit
 //	tandem_autoscale_changes_total {pool,direction}

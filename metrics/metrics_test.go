@@ -48,7 +48,8 @@ func TestScrapeHasFamilies(t *testing.T) {
 	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	body := w.Body.String()
 	for _, want := range []string{`tandem_queue_ready_jobs{queue="q9"} 91`, `tandem_jobs_finished_total{kind="k19",queue="q9",state="succeeded"} 1`,
-		`tandem_pool_size{pool="jobs"} 2`, `tandem_queue_jobs{queue="q0",state="canceled"} 6`} {
+		`tandem_pool_size{pool="jobs"} 2`, `tandem_queue_jobs{queue="q0",state="prefetched"} 2`,
+		`tandem_queue_jobs{queue="q0",state="running"} 3`, `tandem_queue_jobs{queue="q0",state="canceled"} 7`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("scrape lacks %s", want)
 		}

@@ -257,6 +257,7 @@ type queueView struct {
 	Paused                bool    `json:"paused"`
 	Scheduled             int     `json:"scheduled"`
 	Ready                 int     `json:"ready"`
+	Prefetched            int     `json:"prefetched"`
 	Running               int     `json:"running"`
 	Retrying              int     `json:"retrying"`
 	Succeeded             int     `json:"succeeded"`
@@ -268,7 +269,7 @@ type queueView struct {
 func viewQueue(q store.QueueStats, now time.Time) queueView {
 	v := queueView{
 		Name: q.Name, Paused: q.Paused,
-		Scheduled: q.Counts[store.StateScheduled], Ready: q.Counts[store.StateReady], Running: q.Counts[store.StateRunning],
+		Scheduled: q.Counts[store.StateScheduled], Ready: q.Counts[store.StateReady], Prefetched: q.Counts[store.StatePrefetched], Running: q.Counts[store.StateRunning],
 		Retrying: q.Counts[store.StateRetrying], Succeeded: q.Counts[store.StateSucceeded], Dead: q.Counts[store.StateDead],
 		Canceled: q.Counts[store.StateCanceled],
 	}

@@ -9,7 +9,7 @@
 //	jobs     id (16-byte UUIDv7, time-ordered) -> versioned record
 //	ready    queue 0x00 (9-priority) run_at id -> nil   best job of a queue is its first key
 //	sched    run_at id -> nil                            scheduled and retrying jobs, soonest first
-//	lease    lease_until id -> nil                       running jobs by lease deadline
+//	lease    lease_until id -> nil                       prefetched and running jobs by lease deadline
 //	done     finished_at id -> nil                       finished jobs, for the retention sweeper
 //	uniq     unique_key -> id                            live jobs holding a unique key
 //	counts   queue 0x00 state -> uint64                  per-queue counters, so stats never scan
@@ -40,5 +40,16 @@
 //     default). bbolt keeps large values in overflow pages and copies them on every update.
 //   - The file only grows: space freed by deleted jobs is reused, not returned to the filesystem.
 //   - Open refuses files it did not create (ErrNotTandem) and damaged ones (ErrCorrupt), and never
-//     writes to them.
+//     writes to them: the file keeps every byte. Without reading the whole file, it checks the meta
+//     pages, that the file is as long as they say (a copy cut short, a full disk), the freelist
+//     and root pages, tandem's metadata and counters, and each bucket's first and last entries
+//     (damage.go).
+//   - bbolt keeps no checksum of its pages, so damage deeper in the file is found when an operation
+//     reads it. That read fails with ErrCorrupt, or, for a write, its whole batch does (rolled
+//     back; the committer goes on with the next batch), rather than the process dying: bbolt's
+//     panics are recovered, and debug.SetPanicOnFault turns a read past the mapped file into one.
+//     The process goes on serving the rest of the file. Not recovered: a fault inside bbolt's own
+//     checker goroutine (so Check reads every page itself first), damage that sends bbolt round a
+//     cycle of pages, and a damaged value that still decodes (a changed payload byte). A panic
+//     inside bolt.Open, past the checks above, leaves the file open in the process until it exits.
 package store

@@ -81,7 +81,7 @@ func indexEntries(j *Job, id []byte) (out [2]indexEntry, n int) {
 	case StateScheduled, StateRetrying:
 		out[n] = indexEntry{bucketSched, timeIDKey(j.RunAt, id), nil}
 		n++
-	case StateRunning:
+	case StatePrefetched, StateRunning:
 		lease := j.RunAt
 		if j.LeaseUntil != nil {
 			lease = *j.LeaseUntil

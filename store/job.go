@@ -12,17 +12,18 @@ type State string
 
 // The states a job moves through.
 const (
-	StateScheduled State = "scheduled" // waiting for RunAt (a delayed job)
-	StateReady     State = "ready"     // can run now
-	StateRunning   State = "running"   // leased by a worker
-	StateRetrying  State = "retrying"  // failed, waiting for its backoff (RunAt)
-	StateSucceeded State = "succeeded"
-	StateDead      State = "dead"     // out of attempts, or a permanent error
-	StateCanceled  State = "canceled" // canceled by hand
+	StateScheduled  State = "scheduled"  // waiting for RunAt (a delayed job)
+	StateReady      State = "ready"      // can run now
+	StatePrefetched State = "prefetched" // leased by the process, waiting for a free worker
+	StateRunning    State = "running"    // its handler runs (a worker took it)
+	StateRetrying   State = "retrying"   // failed, waiting for its backoff (RunAt)
+	StateSucceeded  State = "succeeded"
+	StateDead       State = "dead"     // out of attempts, or a permanent error
+	StateCanceled   State = "canceled" // canceled by hand
 )
 
 // States lists every state, in the order a job moves through them.
-var States = []State{StateScheduled, StateReady, StateRunning, StateRetrying, StateSucceeded, StateDead, StateCanceled}
+var States = []State{StateScheduled, StateReady, StatePrefetched, StateRunning, StateRetrying, StateSucceeded, StateDead, StateCanceled}
 
 // Finished reports whether the job is done for good (succeeded, dead or canceled).
 func (s State) Finished() bool {
@@ -33,6 +34,10 @@ func (s State) Finished() bool {
 func (s State) Waiting() bool {
 	return s == StateScheduled || s == StateReady || s == StateRetrying
 }
+
+// Leased reports whether a process holds the job's lease (prefetched or running): what a crash
+// leaves behind for Recover.
+func (s State) Leased() bool { return s == StatePrefetched || s == StateRunning }
 
 // Valid reports whether s is one of States.
 func (s State) Valid() bool {
@@ -59,7 +64,7 @@ type Job struct {
 	Payload     json.RawMessage `json:"payload,omitempty"`
 	Priority    int             `json:"priority"` // 0..9, higher runs first
 	RunAt       time.Time       `json:"run_at"`
-	Attempt     int             `json:"attempt"` // attempts started so far
+	Attempt     int             `json:"attempt"` // attempts started so far (a handler was called)
 	MaxAttempts int             `json:"max_attempts"`
 	Timeout     time.Duration   `json:"timeout"`
 	State       State           `json:"state"`
@@ -68,7 +73,7 @@ type Job struct {
 	UniqueKey   string          `json:"unique_key,omitempty"`
 	CreatedAt   time.Time       `json:"created_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
-	StartedAt   *time.Time      `json:"started_at,omitempty"`
+	StartedAt   *time.Time      `json:"started_at,omitempty"` // when the last attempt's handler started
 	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
 	LeaseUntil  *time.Time      `json:"lease_until,omitempty"`
 }

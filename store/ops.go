@@ -129,6 +129,30 @@ func (s *Store) UpdateQueued(ctx context.Context, id string, fn func(j *Job) err
 	}, nil
 }
 
+// Updater changes jobs inside the transaction of an ApplyQueued request.
+type Updater struct{ t *txn }
+
+// Update changes one job as Store.Update does, inside the request's transaction. An error from fn,
+// or ErrNotFound, leaves that job as it was and is returned.
+func (u Updater) Update(id string, fn func(j *Job) error) error {
+	key, err := idKey(id)
+	if err != nil {
+		return err
+	}
+	_, err = u.t.modify(key, fn)
+	return err
+}
+
+// ApplyQueued queues fn for the committer and returns once it is queued; fn runs inside the
+// transaction of the batch it joins and changes any number of jobs through u. It is for writes whose
+// jobs are only known when the committer gets to them, so that one request carries them all (the
+// jobs package's attempt starts: those whose handler already returned are left to their
+// acknowledgement). Requests commit in queue order, as with UpdateQueued.
+func (s *Store) ApplyQueued(ctx context.Context, fn func(u Updater)) error {
+	_, err := s.send(ctx, func(t *txn) error { fn(Updater{t}); return nil })
+	return err
+}
+
 // Update is a group-committed read-modify-write of one job: fn gets a copy of the record and may
 // change any field but ID; indexes and counters follow from the old and new record. An error from
 // fn aborts this update alone and is returned as is. ErrNotFound when there is no such job.
@@ -141,8 +165,11 @@ func (s *Store) Update(ctx context.Context, id string, fn func(j *Job) error) (*
 }
 
 // Lease takes up to n ready jobs of queue, best first (priority, then run_at, then id), marks them
-// running with Attempt+1, StartedAt now and LeaseUntil now+leaseFor, and returns them once that is
-// on disk. A paused queue gives none.
+// prefetched -- leased, not started: Attempt and StartedAt stay as they were -- with LeaseUntil
+// now+leaseFor, and returns them once that is on disk. A paused queue gives none. Starting a job is
+// the caller's write (prefetched -> running, with the attempt and its start time), so that a
+// job waiting for a free worker is never taken for a running one, and a crash can tell the two
+// apart.
 func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Duration) ([]*Job, error) {
 	jobs, wait, err := s.LeaseQueued(ctx, queue, n, leaseFor)
 	if err != nil {
@@ -158,7 +185,7 @@ func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Du
 // before it is committed; wait blocks until the commit and returns its error. A caller that starts
 // the jobs at once lets a short job's acknowledgement join the same commit as its lease, so the
 // record is written once. If that commit fails, the jobs were never leased on disk: they stay
-// ready there, attempt unchanged, and an acknowledgement sent for them finds them not running.
+// ready there, and a start or an acknowledgement sent for them finds them not prefetched.
 //
 // It only takes jobs whose state is on disk: a job made ready earlier in the same transaction (just
 // inserted, retried, promoted) waits for a later lease, so nothing runs that a failed commit could
@@ -194,9 +221,8 @@ func (s *Store) LeaseQueued(ctx context.Context, queue string, n int, leaseFor t
 		}
 		for _, id := range ids {
 			j, err := t.modify(id, func(j *Job) error {
-				start, lease := t.now, t.now.Add(leaseFor)
-				j.State, j.StartedAt, j.LeaseUntil = StateRunning, &start, &lease
-				j.Attempt++
+				lease := t.now.Add(leaseFor)
+				j.State, j.LeaseUntil = StatePrefetched, &lease
 				return nil
 			})
 			if err != nil {
@@ -268,11 +294,23 @@ func (s *Store) Promote(ctx context.Context, now time.Time) (moved int, next tim
 	}
 }
 
-// Recover puts every running job back to ready, keeping its Attempt and recording the interruption;
-// call it once at start, before any Lease. It returns how many.
-func (s *Store) Recover(ctx context.Context) (int, error) {
+// Recover hands every job a previous process left leased (prefetched or running) to fn, which gets
+// a copy to change and must move it out of those states: how is the jobs package's policy (a
+// prefetched job never ran; a running one was interrupted). LeaseUntil is cleared after fn. It
+// returns how many; call it once at start, before any Lease. With no job left leased, as after a
+// clean stop, it writes nothing.
+func (s *Store) Recover(ctx context.Context, fn func(j *Job)) (int, error) {
+	var left bool
+	err := s.view(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketLease).Cursor().First()
+		left = k != nil
+		return nil
+	})
+	if err != nil || !left {
+		return 0, err
+	}
 	var n int
-	err := s.exec(ctx, func(t *txn) error {
+	err = s.exec(ctx, func(t *txn) error {
 		b, err := t.scan(bucketLease)
 		if err != nil {
 			return err
@@ -282,13 +320,23 @@ func (s *Store) Recover(ctx context.Context) (int, error) {
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			ids = append(ids, append([]byte(nil), k[8:]...))
 		}
-		for _, id := range ids {
-			_, err := t.modify(id, func(j *Job) error {
-				j.State, j.LeaseUntil = StateReady, nil
-				j.Errors = append(j.Errors, AttemptError{Attempt: j.Attempt, At: t.now, Error: "interrupted: process stopped"})
-				return nil
-			})
+		// Every change is checked before the first is written: a failed request writes nothing.
+		olds, news := make([]*Job, len(ids)), make([]*Job, len(ids))
+		for i, id := range ids {
+			old, err := t.get(id)
 			if err != nil {
+				return err
+			}
+			j := old.Clone()
+			fn(j)
+			if j.State.Leased() {
+				return fmt.Errorf("store: recover: job %s left %s", old.ID, j.State)
+			}
+			j.ID, j.LeaseUntil = old.ID, nil
+			olds[i], news[i] = old, j
+		}
+		for i := range ids {
+			if err := t.put(olds[i], news[i]); err != nil {
 				return err
 			}
 		}

@@ -19,7 +19,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Job, error) {
 		return nil, err
 	}
 	var j *Job
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketJobs).Get(key)
 		if v == nil {
 			return ErrNotFound
@@ -59,7 +59,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Job, string, error) {
 	}
 	var out []*Job
 	var next string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketJobs).Cursor()
 		var k, v []byte
 		if from == nil {
@@ -102,7 +102,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Job, string, error) {
 // Expired returns the ids of running jobs whose lease ended before now, at most limit.
 func (s *Store) Expired(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	var ids []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLease).Cursor()
 		for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
 			if !bytesTime(k[:8]).Before(now) {
@@ -148,7 +148,7 @@ func (s *Store) Queues(ctx context.Context) ([]QueueStats, error) {
 	}
 	s.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketReady).Cursor()
 		for i := range out {
 			if out[i].Counts[StateReady] == 0 {
@@ -197,11 +197,17 @@ func (s *Store) Paused(queue string) bool {
 	return s.paused[queue]
 }
 
-// Check runs bbolt's consistency check over the whole file, then checks tandem's own invariants:
-// every index entry is one that a record derives (index.go), every record's entries are present,
-// and the counters match the records. It reads the whole file; tests call it after each use.
+// Check checks tandem's own invariants -- every index entry is one that a record derives
+// (index.go), every record's entries are present, the counters match the records -- then runs
+// bbolt's consistency check over the whole file. It reads the whole file; tests call it after each
+// use. Damage is an error wrapping ErrCorrupt, never a panic: tandem's pass reads every page of
+// every bucket in this goroutine, under guard, before bbolt's checker (which runs in a goroutine of
+// its own, where a read past the file could not be recovered) reads them again.
 func (s *Store) Check() error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
+		if err := checkIndexes(tx); err != nil {
+			return corrupt(s.opts.Path, "%v", err)
+		}
 		var first error
 		for err := range tx.Check() { // drain: the checker goroutine stops only at the end
 			if first == nil {
@@ -209,9 +215,9 @@ func (s *Store) Check() error {
 			}
 		}
 		if first != nil {
-			return first
+			return corrupt(s.opts.Path, "%v", first)
 		}
-		return checkIndexes(tx)
+		return nil
 	})
 }
 

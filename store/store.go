@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,8 @@ var (
 	ErrLocked = errors.New("database is locked by another process")
 	// ErrNotTandem means the file is a database tandem did not create; it was left untouched.
 	ErrNotTandem = errors.New("not a tandem database")
-	// ErrCorrupt means the file is damaged or not a bbolt database at all; it was left untouched.
+	// ErrCorrupt means the file is damaged or not a bbolt database at all. From Open, the file was
+	// left untouched; from a later operation, that operation (a read, or a write's batch) failed.
 	ErrCorrupt = errors.New("database file is damaged or not a database")
 	// ErrSchemaVersion means the file was written by a newer tandem.
 	ErrSchemaVersion = errors.New("database schema is newer than this tandem")
@@ -130,28 +132,41 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := ensureDir(opts.Path); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
-		Timeout:        opts.OpenTimeout,
-		NoSync:         opts.NoSync,
-		FreelistType:   freelistType,
-		NoFreelistSync: noFreelistSync,
+	fs, err := preflight(opts.Path)
+	if err != nil {
+		return nil, err
+	}
+	var db *bolt.DB
+	err = guard(opts.Path, func() error {
+		var err error
+		db, err = bolt.Open(opts.Path, 0o600, &bolt.Options{
+			Timeout:      opts.OpenTimeout,
+			NoSync:       opts.NoSync,
+			FreelistType: freelistType,
+			// A file whose freelist is not stored keeps it so: otherwise bbolt would write one at
+			// open, before init could refuse a file that is not tandem's.
+			NoFreelistSync: noFreelistSync || fs.noFreelist,
+		})
+		return err
 	})
 	if err != nil {
 		switch {
+		case errors.Is(err, ErrCorrupt):
+			return nil, err
 		case errors.Is(err, bolterrors.ErrTimeout):
 			return nil, fmt.Errorf("%w (waited %s for the file lock)", ErrLocked, opts.OpenTimeout)
 		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
 			errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
-			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+			return nil, corrupt(opts.Path, "%v", err)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, fmt.Errorf("store: open %s: %w", opts.Path, err)
 	}
 	s := &Store{
 		opts: opts, db: db,
 		reqs: make(chan *request, 4096), stop: make(chan struct{}), stopped: make(chan struct{}),
 		counts: map[string]map[State]int{}, paused: map[string]bool{}, wb: newWriteback(),
 	}
-	if err := s.init(ctx); err != nil {
+	if err := guard(opts.Path, func() error { return s.init(ctx, fs.existed) }); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -179,17 +194,22 @@ func baseName(p string) string {
 	return p
 }
 
-// init checks the file is ours (or empty), creates the buckets of a new file, and loads the
-// counters and paused queues. A foreign file is refused before anything is written.
-func (s *Store) init(context.Context) error {
+// init checks the file is ours (or new), creates the buckets of a new file, and loads the
+// counters and paused queues. A foreign or damaged file is refused before anything is written.
+// existed says the file held data before this Open.
+func (s *Store) init(_ context.Context, existed bool) error {
 	var fresh bool
 	err := s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			any := false
 			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { any = true; return errStop })
-			if any {
+			switch {
+			case any:
 				return ErrNotTandem
+			case existed && tx.ID() > 1:
+				// bbolt's new file has transaction 1; a later one committed something that is gone.
+				return corrupt(s.opts.Path, "it holds no buckets, yet %d transactions were committed to it", tx.ID())
 			}
 			fresh = true
 			return nil
@@ -222,13 +242,16 @@ func (s *Store) init(context.Context) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if tx.Bucket(b) == nil {
-				return fmt.Errorf("%w: bucket %s missing", ErrCorrupt, b)
+				return corrupt(s.opts.Path, "bucket %s is missing", b)
+			}
+			if err := checkEnds(tx.Bucket(b), b); err != nil {
+				return corrupt(s.opts.Path, "%v", err)
 			}
 		}
 		err := tx.Bucket(bucketCounts).ForEach(func(k, v []byte) error {
 			q, st, ok := parseCountKey(k)
 			if !ok || len(v) != 8 {
-				return fmt.Errorf("%w: bad counter %q", ErrCorrupt, k)
+				return corrupt(s.opts.Path, "bad counter %q", k)
 			}
 			s.countsFor(q)[st] = int(binary.BigEndian.Uint64(v))
 			return nil
@@ -308,6 +331,7 @@ func (s *Store) send(ctx context.Context, fn func(tx *txn) error) (<-chan error,
 // runs them in one transaction and commits once.
 func (s *Store) commitLoop() {
 	defer close(s.stopped)
+	debug.SetPanicOnFault(true) // for run's recover: see guard
 	batch := make([]*request, 0, s.opts.MaxBatch)
 	for {
 		batch = batch[:0]
@@ -353,44 +377,8 @@ func (s *Store) drain(batch []*request) []*request {
 // fails with that error: the file is as it was before the batch.
 func (s *Store) commit(batch []*request) {
 	start := time.Now()
-	tx, err := s.db.Begin(true)
+	t, results, batch, err := s.run(batch)
 	if err != nil {
-		s.failAll(batch, fmt.Errorf("store: begin: %w", err))
-		return
-	}
-	t := &txn{s: s, tx: tx, now: s.opts.Now(), deltas: map[string]map[State]int{}, wb: s.wb}
-	defer s.wb.reset()
-	results := make([]error, 0, len(batch))
-	for i := 0; i < len(batch); i++ {
-		err := batch[i].fn(t)
-		results = append(results, err)
-		if errors.Is(err, errWrite) {
-			// A write failed half-way: nothing of this batch can be trusted.
-			_ = tx.Rollback()
-			s.failAll(batch, err)
-			return
-		}
-		if i == len(batch)-1 {
-			// Requests that arrived while this batch ran join it before the commit: above all
-			// the acknowledgements of jobs it leased (LeaseQueued), which then cost no second
-			// write of their records. The bigger batch also spreads one commit over more
-			// requests; MaxBatch bounds it.
-			batch = s.drain(batch)
-		}
-	}
-	if err := t.flush(); err != nil {
-		_ = tx.Rollback()
-		s.failAll(batch, err)
-		return
-	}
-	if err := t.flushCounts(); err != nil {
-		_ = tx.Rollback()
-		s.failAll(batch, err)
-		return
-	}
-	if err := tx.Commit(); err != nil {
-		err = fmt.Errorf("store: commit: %w", err)
-		s.opts.Logger.Error("commit failed; the batch was rolled back", "requests", len(batch), "err", err)
 		s.failAll(batch, err)
 		return
 	}
@@ -421,6 +409,65 @@ func (s *Store) commit(batch []*request) {
 	}
 }
 
+// run runs the requests of a batch, and those that join it, in one read-write transaction and
+// commits it. It returns the batch as it grew; on an error, the transaction was rolled back and
+// every request of that batch fails with the error. A panic of bbolt (a damaged page, see guard) is
+// such an error, wrapping ErrCorrupt: the committer goes on with the next batch.
+func (s *Store) run(batch []*request) (t *txn, results []error, out []*request, err error) {
+	out = batch
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return nil, nil, out, fmt.Errorf("store: begin: %w", err)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = corrupt(s.opts.Path, "a transaction failed: %v", v)
+			rollbackAfterPanic(tx)
+			s.opts.Logger.Error("store: a transaction panicked, the file may be damaged; the batch was rolled back",
+				"path", s.opts.Path, "requests", len(out), "err", err, "stack", string(debug.Stack()))
+		}
+	}()
+	t = &txn{s: s, tx: tx, now: s.opts.Now(), deltas: map[string]map[State]int{}, wb: s.wb}
+	defer s.wb.reset()
+	results = make([]error, 0, len(out))
+	for i := 0; i < len(out); i++ {
+		err := out[i].fn(t)
+		results = append(results, err)
+		if errors.Is(err, errWrite) {
+			// A write failed half-way: nothing of this batch can be trusted.
+			_ = tx.Rollback()
+			return nil, nil, out, err
+		}
+		if i == len(out)-1 {
+			// Requests that arrived while this batch ran join it before the commit: above all
+			// the acknowledgements of jobs it leased (LeaseQueued), which then cost no second
+			// write of their records. The bigger batch also spreads one commit over more
+			// requests; MaxBatch bounds it.
+			out = s.drain(out)
+		}
+	}
+	if err := t.flush(); err != nil {
+		_ = tx.Rollback()
+		return nil, nil, out, err
+	}
+	if err := t.flushCounts(); err != nil {
+		_ = tx.Rollback()
+		return nil, nil, out, err
+	}
+	if err := tx.Commit(); err != nil {
+		err = fmt.Errorf("store: commit: %w", err)
+		s.opts.Logger.Error("commit failed; the batch was rolled back", "requests", len(out), "err", err)
+		return nil, nil, out, err
+	}
+	return t, results, out, nil
+}
+
+// rollbackAfterPanic rolls back a transaction a panic interrupted, when bbolt has not already.
+func rollbackAfterPanic(tx *bolt.Tx) {
+	defer func() { _ = recover() }() // its state is what panicked; the rollback is best effort
+	_ = tx.Rollback()
+}
+
 func (s *Store) failAll(batch []*request, err error) {
 	for _, r := range batch {
 		r.done <- err
@@ -432,9 +479,14 @@ type CommitStats struct {
 	Commits   uint64 // transactions committed
 	Requests  uint64 // requests they carried
 	LastBatch int    // requests in the last commit
+	// PageBytes is the size of the pages the commits wrote (bbolt's TxStats.PageAlloc): what the
+	// writes cost the file, whatever the number of records.
+	PageBytes int64
 }
 
 // CommitStats returns the committer's counters.
 func (s *Store) CommitStats() CommitStats {
-	return CommitStats{Commits: s.commits.Load(), Requests: s.requests.Load(), LastBatch: int(s.lastBatch.Load())}
+	bs := s.db.Stats()
+	return CommitStats{Commits: s.commits.Load(), Requests: s.requests.Load(), LastBatch: int(s.lastBatch.Load()),
+		PageBytes: bs.TxStats.GetPageAlloc()}
 }

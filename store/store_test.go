@@ -107,7 +107,8 @@ func TestLeaseOrder(t *testing.T) {
 		t.Fatalf("leased %d", len(got))
 	}
 	for i, j := range got {
-		if j.ID != want[i] || j.State != StateRunning || j.Attempt != 1 || j.LeaseUntil == nil || !j.LeaseUntil.Equal(now.Add(time.Minute)) {
+		// Prefetched, not started: no attempt is counted and no start time set until a worker runs it.
+		if j.ID != want[i] || j.State != StatePrefetched || j.Attempt != 0 || j.StartedAt != nil || j.LeaseUntil == nil || !j.LeaseUntil.Equal(now.Add(time.Minute)) {
 			t.Fatalf("lease %d = %+v, want id %s", i, j, want[i])
 		}
 	}
@@ -115,7 +116,7 @@ func TestLeaseOrder(t *testing.T) {
 		t.Fatalf("leased %d jobs twice", len(again))
 	}
 	qs, _ := s.Queues(context.Background())
-	if len(qs) != 2 || qs[1].Name != "q" || qs[1].Counts[StateRunning] != 3 || qs[1].Counts[StateReady] != 0 {
+	if len(qs) != 2 || qs[1].Name != "q" || qs[1].Counts[StatePrefetched] != 3 || qs[1].Counts[StateRunning] != 0 || qs[1].Counts[StateReady] != 0 {
 		t.Fatalf("queues = %+v", qs)
 	}
 }
@@ -215,11 +216,15 @@ func TestUpdateErrorAbortsOnlyItself(t *testing.T) {
 func TestRecoverAndReopen(t *testing.T) {
 	s, b := setup(t)
 	ctx := context.Background()
-	insert(t, s, newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{}))
+	insert(t, s, newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{}))
 	if err := s.SetPaused(ctx, "mail", true); err != nil {
 		t.Fatal(err)
 	}
-	leased, _ := s.Lease(ctx, "q", 1, time.Minute)
+	leased, _ := s.Lease(ctx, "q", 2, time.Minute)
+	started, err := s.Update(ctx, leased[1].ID, lease(b.clock.Now())) // a worker ran this one
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 	s = openAt(t, b)
 	if !s.Paused("mail") {
@@ -228,19 +233,43 @@ func TestRecoverAndReopen(t *testing.T) {
 	if s.Ready("q") != 1 {
 		t.Fatalf("counters not persisted: ready %d", s.Ready("q"))
 	}
-	n, err := s.Recover(ctx)
-	if err != nil || n != 1 {
+	seen := map[string]State{}
+	n, err := s.Recover(ctx, func(j *Job) { seen[j.ID] = j.State; j.State = StateReady })
+	if err != nil || n != 2 {
 		t.Fatalf("Recover = %d, %v", n, err)
 	}
-	j, _ := s.Get(ctx, leased[0].ID)
-	if j.State != StateReady || j.Attempt != 1 || len(j.Errors) != 1 || j.LeaseUntil != nil {
+	if seen[leased[0].ID] != StatePrefetched || seen[started.ID] != StateRunning {
+		t.Fatalf("Recover handed %v", seen)
+	}
+	j, _ := s.Get(ctx, started.ID)
+	if j.State != StateReady || j.Attempt != 1 || j.LeaseUntil != nil {
 		t.Fatalf("recovered job = %+v", j)
 	}
-	if s.Ready("q") != 2 {
+	if s.Ready("q") != 3 {
 		t.Fatalf("ready %d", s.Ready("q"))
 	}
 	if got, _ := s.Lease(ctx, "mail", 1, time.Minute); len(got) != 0 {
 		t.Fatal("leased from a paused queue")
+	}
+	// With nothing left leased, Recover writes nothing.
+	before := s.CommitStats().Commits
+	if n, err := s.Recover(ctx, func(*Job) { t.Error("nothing to recover") }); n != 0 || err != nil || s.CommitStats().Commits != before {
+		t.Fatalf("Recover of nothing = %d, %v, %d commits", n, err, s.CommitStats().Commits-before)
+	}
+	// A policy that leaves a job leased fails the whole recovery, which writes nothing.
+	again, _ := s.Lease(ctx, "q", 2, time.Minute)
+	calls := 0
+	if _, err := s.Recover(ctx, func(j *Job) {
+		if calls++; calls == 1 {
+			j.State = StateReady
+		}
+	}); err == nil {
+		t.Fatal("Recover accepted a job left prefetched")
+	}
+	for _, j := range again {
+		if cur, _ := s.Get(ctx, j.ID); cur.State != StatePrefetched {
+			t.Fatalf("a failed Recover wrote job %s: %s", j.ID, cur.State)
+		}
 	}
 }
 

@@ -193,7 +193,7 @@ func TestLeaseQueuedReturnsBeforeTheCommit(t *testing.T) {
 	release()
 	within(t, entered)
 	r := within(t, got)
-	if r.err != nil || len(r.jobs) != 1 || r.jobs[0].ID != j.ID || r.jobs[0].State != StateRunning {
+	if r.err != nil || len(r.jobs) != 1 || r.jobs[0].ID != j.ID || r.jobs[0].State != StatePrefetched {
 		t.Fatalf("LeaseQueued = %+v", r)
 	}
 	if s.CommitStats().Commits != before {
@@ -272,5 +272,47 @@ func TestLeaseQueuedFailedCommit(t *testing.T) {
 	}
 	if s.Ready("q") != 1 {
 		t.Fatalf("ready counter %d", s.Ready("q"))
+	}
+}
+
+// TestApplyQueuedChangesManyInOneRequest: one ApplyQueued request changes several jobs; a change
+// that fails leaves its job alone and the others commit.
+func TestApplyQueuedChangesManyInOneRequest(t *testing.T) {
+	s, _ := setup(t)
+	ctx := context.Background()
+	js := insert(t, s, newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{}))
+	before := s.CommitStats().Requests
+	errs := make(chan []error, 1)
+	err := s.ApplyQueued(ctx, func(u Updater) {
+		var out []error
+		for i, j := range js {
+			out = append(out, u.Update(j.ID, func(j *Job) error {
+				if i == 1 {
+					return errors.New("not this one")
+				}
+				j.Priority = 7
+				return nil
+			}))
+		}
+		out = append(out, u.Update("01a23437-0e09-785d-9ecd-270806c402b2", func(*Job) error { return nil }))
+		errs <- out
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := within(t, errs)
+	if got[0] != nil || got[1] == nil || got[2] != nil || !errors.Is(got[3], ErrNotFound) {
+		t.Fatalf("Update errors %v", got)
+	}
+	if err := s.Ping(ctx); err != nil { // after the request's commit
+		t.Fatal(err)
+	}
+	for i, want := range []int{7, 0, 7} {
+		if j, _ := s.Get(ctx, js[i].ID); j.Priority != want {
+			t.Errorf("job %d: priority %d, want %d", i, j.Priority, want)
+		}
+	}
+	if n := s.CommitStats().Requests - before; n != 2 {
+		t.Errorf("%d requests, want 2 (the ApplyQueued and the Ping)", n)
 	}
 }

@@ -197,7 +197,7 @@ function renderQueues(queues) {
     } }, action === 'pause' ? 'Pause' : 'Resume');
     return el('tr', { class: q.paused ? 'paused' : '' },
       el('td', {}, q.name, q.paused ? el('span', { class: 'tag' }, 'paused') : ''),
-      ...['scheduled', 'ready', 'running', 'retrying', 'succeeded', 'dead', 'canceled'].map((s) =>
+      ...['scheduled', 'ready', 'prefetched', 'running', 'retrying', 'succeeded', 'dead', 'canceled'].map((s) =>
         el('td', {}, s === 'dead' && q[s] > 0 ? el('a', { href: `#/jobs?queue=${encodeURIComponent(q.name)}&state=dead` }, q[s]) : q[s])),
       el('td', {}, q.oldest_ready_age_seconds ? `${q.oldest_ready_age_seconds.toFixed(1)} s` : '—'),
       el('td', {}, rate), el('td', {}, btn));
