@@ -29,8 +29,9 @@ type jobJSON struct {
 	} `json:"errors"`
 }
 
-// enqueueMany posts n jobs from `clients` goroutines and returns the ids answered 201. It stops
-// early (without failing) when stop is closed or a request fails at the transport level.
+// enqueueMany posts n jobs from `clients` goroutines and returns the ids answered 201, sending a
+// job shed with 503 again up to 20 times. It stops early (without failing) when stop is closed or a
+// request fails at the transport level.
 func enqueueMany(ctx context.Context, t *testing.T, url string, n, clients int, body map[string]any, stop <-chan struct{}) []string {
 	t.Helper()
 	return enqueueEach(ctx, t, url, n, clients, func(int) map[string]any { return body }, stop)
@@ -56,6 +57,16 @@ func enqueueEach(ctx context.Context, t *testing.T, url string, n, clients int, 
 				}
 				var j jobJSON
 				code, err := call(ctx, hc, http.MethodPost, url+"/v1/jobs", "", body(int(i)), &j)
+				// A 503 is admission shedding under load: nothing was written, and a client sends
+				// it again, as these do a few times before counting the job as not acknowledged.
+				for retry := 0; err == nil && code == http.StatusServiceUnavailable && retry < 20; retry++ {
+					select {
+					case <-stop:
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+					code, err = call(ctx, hc, http.MethodPost, url+"/v1/jobs", "", body(int(i)), &j)
+				}
 				if err != nil {
 					return // the server went away (killed on purpose)
 				}
