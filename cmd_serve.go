@@ -316,7 +316,7 @@ func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, httpP
 	onChange := func(p string, old, new int, _ string) { mx.AutoscaleChange(p, old, new) }
 	if b := cfg.Server.Autoscale; b.Enabled() {
 		h, err := autoscale.NewHTTP(autoscale.HTTPOptions{Bounds: autoscale.Bounds{Min: b.Min, Max: b.Max}, Pool: httpPool,
-			Resize: httpPool.Tune, Logger: log, OnChange: onChange})
+			Resize: httpPool.Tune, Quiet: b.Quiet, Logger: log, OnChange: onChange})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -327,7 +327,7 @@ func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, httpP
 	}
 	if b := cfg.Jobs.Autoscale; b.Enabled() {
 		j, err := autoscale.NewJobs(autoscale.JobsOptions{Bounds: autoscale.Bounds{Min: b.Min, Max: b.Max}, Pool: jobsRT.Pool(),
-			Resize: jobsRT.Resize, Backlog: jobsRT.ReadyBacklog, Cores: rt.GOMAXPROCS, Logger: log, OnChange: onChange})
+			Resize: jobsRT.Resize, Backlog: jobsRT.ReadyBacklog, Cores: rt.GOMAXPROCS, Quiet: b.Quiet, Logger: log, OnChange: onChange})
 		if err != nil {
 			return nil, nil, err
 		}

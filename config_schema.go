@@ -96,8 +96,12 @@ type QueueConfig struct {
 	MaxPending  int `yaml:"max_pending"`
 }
 
-// Bounds is an autoscale range; Min == Max == 0 means off.
-type Bounds struct{ Min, Max int }
+// Bounds is an autoscale range; Min == Max == 0 means off. Quiet is how long a pool must be
+// quiet (nothing waiting, at most half of it busy) before the autoscaler shrinks it.
+type Bounds struct {
+	Min, Max int
+	Quiet    time.Duration
+}
 
 // Enabled reports whether autoscaling is on.
 func (b Bounds) Enabled() bool { return b.Min != 0 || b.Max != 0 }
@@ -128,6 +132,7 @@ var options = []option{
 	{"server.demo_routes", "serve /demo/*", boolValue, func(c *Config, v any) { c.Server.DemoRoutes = v.(bool) }},
 	{"server.autoscale.min", "threads autoscale lower bound (0 with max 0: off)", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Server.Autoscale.Min = v.(int) }},
 	{"server.autoscale.max", "threads autoscale upper bound", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Server.Autoscale.Max = v.(int) }},
+	{"server.autoscale.quiet", "quiet time before threads autoscale shrinks", durRange(time.Second, 24*time.Hour), func(c *Config, v any) { c.Server.Autoscale.Quiet = v.(time.Duration) }},
 	{"admin.addr", "admin listener address", addrValue, func(c *Config, v any) { c.Admin.Addr = v.(string) }},
 	{"admin.token", "admin bearer token", stringValue, func(c *Config, v any) { c.Admin.Token = v.(string) }},
 	{"admin.metrics_auth", "require the token on /metrics", boolValue, func(c *Config, v any) { c.Admin.MetricsAuth = v.(bool) }},
@@ -154,6 +159,7 @@ var options = []option{
 	{"jobs.queues", "named queues (file only)", queuesValue, func(c *Config, v any) { c.Jobs.Queues = v.(map[string]QueueConfig) }},
 	{"jobs.autoscale.min", "job pool autoscale lower bound (0 with max 0: off)", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Jobs.Autoscale.Min = v.(int) }},
 	{"jobs.autoscale.max", "job pool autoscale upper bound", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Jobs.Autoscale.Max = v.(int) }},
+	{"jobs.autoscale.quiet", "quiet time before job pool autoscale shrinks", durRange(time.Second, 24*time.Hour), func(c *Config, v any) { c.Jobs.Autoscale.Quiet = v.(time.Duration) }},
 	{"jobs.exec.allow", "programs the exec kind may run (comma-separated in env and flags)", pathList, func(c *Config, v any) { c.Jobs.ExecAllow = v.([]string) }},
 }
 

@@ -41,7 +41,7 @@ func TestHTTPGrowsForIOBound(t *testing.T) {
 	for i := range 60 {
 		p.running = p.size
 		for range 20 {
-			h.Observe(50 * time.Millisecond)
+			h.Observe("", 50*time.Millisecond)
 		}
 		h.Tick(now.Add(time.Duration(i) * time.Second))
 	}
@@ -65,7 +65,7 @@ func TestHTTPSettlesForCPUBound(t *testing.T) {
 			lat = 10 * time.Millisecond
 		}
 		for range 20 {
-			h.Observe(lat)
+			h.Observe("", lat)
 		}
 		h.Tick(now.Add(time.Duration(i) * time.Second))
 		sizes = append(sizes, p.size)
@@ -93,7 +93,7 @@ func TestHTTPCPUBoundStopsTryingToGrow(t *testing.T) {
 		p.running = p.size
 		lat := 6 * time.Millisecond * time.Duration(max(cores, p.size)) / cores
 		for range 20 {
-			h.Observe(lat)
+			h.Observe("", lat)
 		}
 		h.Tick(now.Add(time.Duration(i) * time.Second))
 		if i >= 40 && p.size > cores {
@@ -126,7 +126,7 @@ func TestHTTPHoldsWhenCoresAreFull(t *testing.T) {
 		for range ticks {
 			p.running = p.size
 			for range 20 {
-				h.Observe(2500 * time.Microsecond) // flat: latency gives no reason to stop growing
+				h.Observe("", 2500*time.Microsecond) // flat: latency gives no reason to stop growing
 			}
 			h.Tick(now.Add(time.Duration(tick) * time.Second))
 			tick++
@@ -148,7 +148,7 @@ func TestHTTPIdleDoesNotGrowAndPinStops(t *testing.T) {
 	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{2, 64}, Pool: p, Resize: p.Tune, Logger: quiet})
 	for range 10 {
 		p.running = 1 // never saturated
-		h.Observe(time.Millisecond)
+		h.Observe("", time.Millisecond)
 		h.Tick(time.Now())
 	}
 	if p.size != 4 {

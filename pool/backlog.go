@@ -137,11 +137,17 @@ func (p *Pool) next() func() {
 	defer p.mu.Unlock()
 	if p.running > p.size || p.waiters.Len() == 0 {
 		p.running--
+		if p.pinner != nil {
+			p.pinner.goingIdle()
+		}
 		return nil
 	}
 	w := p.waiters.Front().Value.(*waiter)
 	if w.task == nil {
 		p.handOffLocked()
+		if p.pinner != nil {
+			p.pinner.goingIdle()
+		}
 		return nil
 	}
 	p.waiters.Remove(w.elem)

@@ -39,6 +39,18 @@ func PinThread(cpu int) error {
 	return nil
 }
 
+// setAffinity restricts the calling thread to cpus.
+func setAffinity(cpus []int) error {
+	var set unix.CPUSet
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("sched_setaffinity %v: %w", cpus, err)
+	}
+	return nil
+}
+
 // Gettid returns the calling thread's id.
 func Gettid() int { return unix.Gettid() }
 

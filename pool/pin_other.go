@@ -11,5 +11,6 @@ var errNoPinning = errors.New("cpu pinning needs linux")
 
 func schedAffinity() ([]int, error)         { return nil, errNoPinning }
 func PinThread(cpu int) error               { return errNoPinning }
+func setAffinity([]int) error               { return errNoPinning }
 func Gettid() int                           { return os.Getpid() }
 func ThreadAffinity(tid int) ([]int, error) { return nil, errNoPinning }

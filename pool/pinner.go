@@ -2,31 +2,69 @@ package pool
 
 import (
 	"log/slog"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
 
-// pinner pins each pool worker's OS thread to one CPU the first time the worker runs a task.
+// pinner runs a pinned pool's workers: each pins its OS thread to one CPU when it starts, keeps it
+// for good, and waits for its next task itself instead of going back to ants.
 //
-// ants gives no hook when it starts a worker goroutine, so the pinner recognises a worker by the
-// thread it runs on: PinThread locks the goroutine to its thread for good, so a thread id seen
-// before belongs to a worker pinned before. When a worker goroutine exits, Go destroys its locked
-// thread, so a pinned thread never runs other goroutines. Should the kernel hand a stale id to a
-// new thread, the only effect is that one worker runs unpinned: the pinner never pins a thread it
-// did not lock itself.
+// It owns the idle workers so that a shrinking pool can end the ones it no longer needs: ants
+// keeps idle workers of a pinned pool for good (purge is off, so as not to destroy a pinned thread
+// every second) and its own shrinking only ends workers that finish a task while it runs more than
+// its capacity, which a pool gated in front of ants never does. A worker beyond the pool's size
+// leaves with runtime.Goexit while still locked to its thread, and Go then ends the thread.
+//
+// A worker's thread id is its key in pinned: the goroutine is locked to that thread for good, and
+// the entry goes before the thread does. Idle workers are counted (goingIdle) in the same step
+// that frees their slot, so a task that takes the slot is handed to one of them (claim) instead of
+// starting a worker beyond the size.
 type pinner struct {
-	cpus   []int
-	next   atomic.Uint64
+	cpus []int
+	next atomic.Uint64
+	free []int // the CPUs an unpinned thread may use, restored on the main thread when it retires
+	log  *slog.Logger
+	work chan func() // a task handed to an idle worker that claim counted
+
 	mu     sync.Mutex
-	pinned map[int]int // thread id -> CPU
+	pinned map[int]int   // thread id -> CPU, of the pinned workers alive
+	size   int           // the pool's size, as Tune last set it
+	idle   int           // idle workers no task is on its way to: what claim may take
+	wake   chan struct{} // closed (and replaced) by resize and close: idle workers look again
+	closed bool
 }
 
-func newPinner(cpus []int) *pinner {
-	return &pinner{cpus: append([]int(nil), cpus...), pinned: make(map[int]int)}
+func newPinner(cpus []int, size int, log *slog.Logger) *pinner {
+	// The calling goroutine is not a worker, so its thread is not pinned: its affinity is the
+	// process's.
+	free, err := schedAffinity()
+	if err != nil {
+		free = cpus
+	}
+	return &pinner{cpus: append([]int(nil), cpus...), free: free, log: log, work: make(chan func()),
+		pinned: make(map[int]int), size: size, wake: make(chan struct{})}
 }
 
-// pin pins the calling worker's thread unless it is pinned already.
-func (p *pinner) pin(log *slog.Logger) {
+// pinnedWorker is the body of a pinned pool's ants task: it pins its thread, runs task and the
+// tasks queued behind it, then waits in park for more until the pool closes or no longer needs it.
+func (p *Pool) pinnedWorker(task func()) {
+	p.pinner.pin()
+	for task != nil {
+		for t := task; t != nil; t = p.next() {
+			p.run(t)
+		}
+		task = p.pinner.park()
+	}
+}
+
+// pin locks the calling worker to its thread for good and pins the thread, unless it is pinned
+// already (a goroutine ants hands a new worker after the pool closed). The thread id is read
+// only once the goroutine is locked: read before, it may be the id of a thread another worker
+// locks and pins in the meantime.
+func (p *pinner) pin() {
+	runtime.LockOSThread()
 	tid := Gettid()
 	p.mu.Lock()
 	_, done := p.pinned[tid]
@@ -37,11 +75,97 @@ func (p *pinner) pin(log *slog.Logger) {
 	cpu := p.cpus[int(p.next.Add(1)-1)%len(p.cpus)]
 	if err := PinThread(cpu); err != nil {
 		// Pinning is an optimisation: the job still runs, on a thread locked but not pinned.
-		log.Warn("pin worker thread", "cpu", cpu, "err", err)
+		p.log.Warn("pin worker thread", "cpu", cpu, "err", err)
 	}
 	p.mu.Lock()
-	p.pinned[Gettid()] = cpu
+	p.pinned[tid] = cpu
 	p.mu.Unlock()
+}
+
+// goingIdle counts a worker whose tasks ran out as idle. next calls it under the pool's lock, in
+// the same step that frees the worker's slot, so whoever takes the slot finds the worker to claim
+// rather than starting another one; park then waits for the task.
+func (p *pinner) goingIdle() {
+	p.mu.Lock()
+	p.idle++
+	p.mu.Unlock()
+}
+
+// claim takes one idle worker for a task the caller then sends on work; false when none is idle.
+func (p *pinner) claim() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.idle == 0 {
+		return false
+	}
+	p.idle--
+	return true
+}
+
+// park waits, after goingIdle, for a task claimed for an idle worker, and returns it. It returns
+// nil once the pool is closed, and ends the worker (it never returns) while the pool has more
+// pinned workers than its size and no claimed task needs this one.
+func (p *pinner) park() func() {
+	for {
+		p.mu.Lock()
+		tid := Gettid()
+		_, mine := p.pinned[tid]
+		leave := p.idle > 0 && (p.closed || mine && len(p.pinned) > p.size)
+		if leave {
+			p.idle--
+			delete(p.pinned, tid)
+		}
+		closed, wake := p.closed, p.wake
+		p.mu.Unlock()
+		switch {
+		case leave && closed:
+			return nil // back to ants, which ends it as the pool releases
+		case leave:
+			p.retire(tid)
+		case closed:
+			return <-p.work // claimed before the close: every idle worker left has a task coming
+		}
+		select {
+		case t := <-p.work:
+			return t
+		case <-wake:
+		}
+	}
+}
+
+// retire ends the calling worker, already struck from pinned, and with it its thread: a goroutine
+// that exits still locked to its thread makes Go end the thread. ants' worker goroutine accounts
+// for a Goexit as for a panic: it counts the worker gone and wakes a waiter.
+func (p *pinner) retire(tid int) {
+	if tid == os.Getpid() {
+		// Go never ends the process's main thread: when its locked goroutine exits it parks it
+		// for good. Unpin it first, so no pinned thread stays behind.
+		if err := setAffinity(p.free); err != nil {
+			p.log.Warn("unpin the main thread", "err", err)
+		}
+	}
+	runtime.Goexit()
+}
+
+// resize records the pool's new size and wakes the idle workers, so those beyond it end.
+// Busy ones beyond it end when their tasks run out. Tune calls it under the pool's lock.
+func (p *pinner) resize(size int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.size = size
+	close(p.wake)
+	p.wake = make(chan struct{})
+}
+
+// close sends the idle workers back to ants, which ends them as the pool releases; tasks already
+// claimed still reach theirs.
+func (p *pinner) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		close(p.wake)
+	}
 }
 
 // CPUOf returns the CPU the calling worker's thread was pinned to, and whether it was. Handlers use

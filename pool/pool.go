@@ -138,7 +138,7 @@ func New(opts Options) (*Pool, error) {
 	p := &Pool{opts: opts, size: opts.Size, backlog: opts.Backlog}
 	p.release = p.releaseSlot
 	if len(opts.PinCPUs) > 0 {
-		p.pinner = newPinner(opts.PinCPUs)
+		p.pinner = newPinner(opts.PinCPUs, opts.Size, opts.Logger)
 	}
 	// ants runs only admitted tasks, so its own limit is a safety net: MaxSize, blocking. Purge is
 	// disabled for pinned pools so a pinned worker thread is kept rather than destroyed every second.
@@ -201,18 +201,24 @@ func (p *Pool) SubmitWithin(ctx context.Context, d time.Duration, task func()) e
 	return p.start(task)
 }
 
-// start runs task, which holds a slot, on an ants worker; the worker then takes the tasks queued
-// behind it (next). On failure the slot is released.
+// start runs task, which holds a slot, on an ants worker (in a pinned pool, on an idle pinned
+// worker if one waits); the worker then takes the tasks queued behind it (next). On failure the
+// slot is released.
 func (p *Pool) start(task func()) error {
 	p.tasks.Add(1)
-	err := p.ants.Submit(func() {
-		if p.pinner != nil {
-			p.pinner.pin(p.opts.Logger)
-		}
-		for t := task; t != nil; t = p.next() {
-			p.run(t)
-		}
-	})
+	var err error
+	switch {
+	case p.pinner == nil:
+		err = p.ants.Submit(func() {
+			for t := task; t != nil; t = p.next() {
+				p.run(t)
+			}
+		})
+	case p.pinner.claim():
+		p.pinner.work <- task // the claimed worker is parked, or about to be
+	default:
+		err = p.ants.Submit(func() { p.pinnedWorker(task) })
+	}
 	if err != nil {
 		p.tasks.Done()
 		p.releaseSlot()
@@ -287,7 +293,9 @@ func (p *Pool) Do(ctx context.Context, task func()) error {
 }
 
 // Tune changes the pool's size. Growing admits waiters at once; shrinking lets running tasks
-// finish and admits no new one until running drops below the new size. It returns the old size.
+// finish and admits no new one until running drops below the new size. In a pinned pool,
+// shrinking also ends the OS threads of the pinned workers beyond the new size: idle ones at once,
+// busy ones when their tasks are done. It returns the old size.
 func (p *Pool) Tune(size int) (int, error) {
 	if err := ValidateSize(size); err != nil {
 		return 0, fmt.Errorf("pool %s: size: %w", p.opts.Name, err)
@@ -301,6 +309,9 @@ func (p *Pool) Tune(size int) (int, error) {
 		if w := p.handOffLocked(); w != nil {
 			starts = append(starts, w)
 		}
+	}
+	if p.pinner != nil {
+		p.pinner.resize(size)
 	}
 	p.mu.Unlock()
 	for _, w := range starts {
@@ -368,6 +379,9 @@ func (p *Pool) Release(ctx context.Context) error {
 		}
 	}
 	p.mu.Unlock()
+	if p.pinner != nil {
+		p.pinner.close()
+	}
 	for _, w := range dropped {
 		w.stop()
 		w.dropped(ErrClosed)
