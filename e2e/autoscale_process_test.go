@@ -81,6 +81,7 @@ func TestAutoscaleConvergesOnDemoLoad(t *testing.T) {
 // OS threads pinned for the other workers end. The HTTP pool, idle all along but for the
 // enqueues, comes down from 16 threads to its min.
 func TestAutoscaleGrowsAtOnceAndShrinksWhenIdle(t *testing.T) {
+	// Serial: growth waits for spare CPU, which other tests' processes would take.
 	p := startTandem(t, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "GOMAXPROCS=2",
 		"TANDEM_SERVER_THREADS=16", "TANDEM_SERVER_AUTOSCALE_MIN=1", "TANDEM_SERVER_AUTOSCALE_MAX=64", "TANDEM_SERVER_AUTOSCALE_QUIET=3s",
 		"TANDEM_JOBS_CONCURRENCY=1", "TANDEM_JOBS_PIN_CPUS=true", "TANDEM_JOBS_AUTOSCALE_MIN=1", "TANDEM_JOBS_AUTOSCALE_MAX=8",
