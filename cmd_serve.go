@@ -17,6 +17,7 @@ import (
 	"github.com/tandem-run/tandem/kinds"
 	"github.com/tandem-run/tandem/metrics"
 	"github.com/tandem-run/tandem/pool"
+	"github.com/tandem-run/tandem/resize"
 	"github.com/tandem-run/tandem/server"
 	"github.com/tandem-run/tandem/sizing"
 	"github.com/tandem-run/tandem/store"
@@ -105,7 +106,13 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	mx.RegisterPools(httpPool, jobPool)
 	mx.RegisterQueues(runtime.Queues)
 
-	scalers, admitted, err := startAutoscalers(ctx, cfg, rt, httpPool, runtime, mx, log)
+	// Every live resize (admin API, SIGHUP, autoscalers) goes through this one door.
+	sizes := resize.New(resize.Options{Logger: log, OnChange: func(c resize.Change) {
+		mx.Resized(c.Pool, string(c.By), c.Old, c.New)
+	}})
+	sizes.Add("http", httpPool.Size, httpPool.Tune)
+	sizes.Add("jobs", jobPool.Size, runtime.Resize) // wakes the dispatcher to fill the room
+	scalers, admitted, err := startAutoscalers(ctx, cfg, rt, sizes, httpPool, runtime, mx, log)
 	if err != nil {
 		return err
 	}
@@ -127,7 +134,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,
 		Sizing: sizingInfo(res, rt), MetricsAuth: cfg.Admin.MetricsAuth,
 		Middleware: []func(http.Handler) http.Handler{mx.Middleware}, Metrics: mx.Handler(), OnShed: mx.Shed,
-		Pinners: pinners(scalers), Admitted: admitted, UI: web.Handler(),
+		Resizer: sizes, Admitted: admitted, UI: web.Handler(),
 	})
 	if err != nil {
 		return err
@@ -155,7 +162,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	}
 	defer notify.Stop()
 
-	listenerErr := waitForStop(ctx, log, srv.Errors(), func() { reload(l, fs, env, logs, live{httpPool, jobPool, srv}, log) })
+	listenerErr := waitForStop(ctx, log, srv.Errors(), func() { reload(l, fs, env, logs, live{httpPool, sizes, srv}, log) })
 	if listenerErr != nil {
 		srv.SetReady(false) // readiness never says 200 with a listener gone
 	}
@@ -296,14 +303,11 @@ func nullable[T int64 | float64](v T) any {
 }
 
 // scaler is a running autoscaler.
-type scaler interface {
-	server.Pinner
-	Stop()
-}
+type scaler interface{ Stop() }
 
 // startAutoscalers starts the controllers the configuration turns on, keyed by pool name, and
 // returns the middleware the HTTP one needs inside admission. On error none is left running.
-func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, httpPool *pool.Pool, jobsRT *jobs.Runtime, mx *metrics.Metrics, log *slog.Logger) (_ map[string]scaler, _ []func(http.Handler) http.Handler, err error) {
+func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, sizes *resize.Resizer, httpPool *pool.Pool, jobsRT *jobs.Runtime, mx *metrics.Metrics, log *slog.Logger) (_ map[string]scaler, _ []func(http.Handler) http.Handler, err error) {
 	out := map[string]scaler{}
 	defer func() {
 		if err != nil {
@@ -313,10 +317,10 @@ func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, httpP
 		}
 	}()
 	var admitted []func(http.Handler) http.Handler
-	onChange := func(p string, old, new int, _ string) { mx.AutoscaleChange(p, old, new) }
 	if b := cfg.Server.Autoscale; b.Enabled() {
-		h, err := autoscale.NewHTTP(autoscale.HTTPOptions{Bounds: autoscale.Bounds{Min: b.Min, Max: b.Max}, Pool: httpPool,
-			Resize: httpPool.Tune, Quiet: b.Quiet, Logger: log, OnChange: onChange})
+		apply, paused := sizes.Controller("http")
+		h, err := autoscale.NewHTTP(autoscale.HTTPOptions{Resize: apply, Paused: paused, Bounds: autoscale.Bounds{Min: b.Min, Max: b.Max}, Pool: httpPool,
+			Quiet: b.Quiet, Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -326,8 +330,9 @@ func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, httpP
 		out["http"], admitted = h, append(admitted, h.Middleware)
 	}
 	if b := cfg.Jobs.Autoscale; b.Enabled() {
-		j, err := autoscale.NewJobs(autoscale.JobsOptions{Bounds: autoscale.Bounds{Min: b.Min, Max: b.Max}, Pool: jobsRT.Pool(),
-			Resize: jobsRT.Resize, Backlog: jobsRT.ReadyBacklog, Cores: rt.GOMAXPROCS, Quiet: b.Quiet, Logger: log, OnChange: onChange})
+		apply, paused := sizes.Controller("jobs")
+		j, err := autoscale.NewJobs(autoscale.JobsOptions{Resize: apply, Paused: paused, Bounds: autoscale.Bounds{Min: b.Min, Max: b.Max}, Pool: jobsRT.Pool(),
+			Backlog: jobsRT.ReadyBacklog, Cores: rt.GOMAXPROCS, Quiet: b.Quiet, Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -336,16 +341,8 @@ func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, httpP
 		}
 		out["jobs"] = j
 	}
-	for name, s := range out {
-		mx.RegisterPinned(name, s.Pinned)
+	for name := range out {
+		mx.RegisterPinned(name, func() bool { return sizes.Pinned(name) })
 	}
 	return out, admitted, nil
-}
-
-func pinners(s map[string]scaler) map[string]server.Pinner {
-	out := make(map[string]server.Pinner, len(s))
-	for k, v := range s {
-		out[k] = v
-	}
-	return out
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/tandem-run/tandem/pool"
+	"github.com/tandem-run/tandem/resize"
 	"github.com/tandem-run/tandem/server"
 	"github.com/tandem-run/tandem/sizing"
 )
@@ -46,8 +48,9 @@ var liveKeys = map[string]bool{
 
 // live is what SIGHUP can change in the running process.
 type live struct {
-	httpPool, jobPool *pool.Pool
-	srv               *server.Server
+	httpPool *pool.Pool // for its backlog; sizes go through the door
+	sizes    *resize.Resizer
+	srv      *server.Server
 }
 
 // reload re-reads the configuration (same file, environment env and flags as at start), applies
@@ -92,7 +95,7 @@ func applyLive(key string, v any, logs logging, to live) error {
 		if n == 0 {
 			n = sizing.DefaultThreads(gomaxprocs)
 		}
-		_, err := to.httpPool.Tune(n)
+		_, err := to.sizes.Resize(context.Background(), "http", n, resize.Reload)
 		return err
 	case "server.backlog":
 		_, err := to.httpPool.SetBacklog(v.(int))
@@ -102,7 +105,7 @@ func applyLive(key string, v any, logs logging, to live) error {
 		if n == 0 {
 			n = sizing.DefaultConcurrency(gomaxprocs)
 		}
-		_, err := to.jobPool.Tune(n)
+		_, err := to.sizes.Resize(context.Background(), "jobs", n, resize.Reload) // wakes the dispatcher
 		return err
 	case "log.level":
 		logs.level.Set(parseLevel(v.(string)))

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -51,23 +50,17 @@ type base struct {
 	bounds   Bounds
 	interval time.Duration
 	pool     Pool
-	resize   func(n int) (int, error)
+	resize   func(n int, reason string) (int, error)
+	paused   func() bool
 	log      *slog.Logger
 	onChange func(pool string, old, new int, reason string)
-	pinned   atomic.Bool
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
 
-// Pin stops the controller from changing the pool (a manual resize was made).
-func (b *base) Pin() { b.pinned.Store(true) }
-
-// Unpin hands the pool back to the controller.
-func (b *base) Unpin() { b.pinned.Store(false) }
-
-// Pinned reports whether the controller is paused by a manual resize.
-func (b *base) Pinned() bool { return b.pinned.Load() }
+// isPaused reports whether the pool is pinned by a manual resize (Options.Paused).
+func (b *base) isPaused() bool { return b.paused != nil && b.paused() }
 
 // apply moves the pool to n (clamped) and reports the change.
 func (b *base) apply(n int, reason string) {
@@ -76,7 +69,7 @@ func (b *base) apply(n int, reason string) {
 	if n == old {
 		return
 	}
-	if _, err := b.resize(n); err != nil {
+	if _, err := b.resize(n, reason); err != nil {
 		b.log.Error("autoscale resize", "pool", b.name, "size", n, "err", err)
 		return
 	}
@@ -102,7 +95,7 @@ func (b *base) start(ctx context.Context, tick func(time.Time)) error {
 			case <-ctx.Done():
 				return
 			case now := <-t.C:
-				if !b.pinned.Load() {
+				if !b.isPaused() {
 					tick(now)
 				}
 			}

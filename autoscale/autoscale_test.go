@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/tandemtest"
 	"github.com/tandem-run/tandem/pool"
 	"go.uber.org/goleak"
 )
@@ -23,6 +24,11 @@ type fakePool struct{ size, running, waiting int }
 func (p *fakePool) Size() int    { return p.size }
 func (p *fakePool) Running() int { return p.running }
 func (p *fakePool) Waiting() int { return p.waiting }
+
+// tune adapts a pool's Tune to a controller's Resize.
+func tune(p interface{ Tune(int) (int, error) }) func(int, string) (int, error) {
+	return func(n int, _ string) (int, error) { return p.Tune(n) }
+}
 func (p *fakePool) Tune(n int) (int, error) {
 	old := p.size
 	p.size = n
@@ -33,7 +39,7 @@ func (p *fakePool) Tune(n int) (int, error) {
 // I/O), and the pool is saturated: the limit climbs to max.
 func TestHTTPGrowsForIOBound(t *testing.T) {
 	p := &fakePool{size: 4}
-	h, err := NewHTTP(HTTPOptions{Bounds: Bounds{2, 64}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: noWait})
+	h, err := NewHTTP(HTTPOptions{Bounds: Bounds{2, 64}, Pool: p, Resize: tune(p), Logger: quiet, CPUWait: noWait})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +60,7 @@ func TestHTTPGrowsForIOBound(t *testing.T) {
 // the cores); the limit comes down near the core count and stays within bounds.
 func TestHTTPSettlesForCPUBound(t *testing.T) {
 	p := &fakePool{size: 32}
-	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 64}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: noWait})
+	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 64}, Pool: p, Resize: tune(p), Logger: quiet, CPUWait: noWait})
 	const cores = 2
 	now := time.Now()
 	var sizes []int
@@ -85,7 +91,7 @@ func noWait() float64 { return 0 }
 // tick sets the p99 of its neighbourhood). CPUWait says nothing here: latency alone must do it.
 func TestHTTPCPUBoundStopsTryingToGrow(t *testing.T) {
 	p := &fakePool{size: 16}
-	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 128}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: noWait})
+	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 128}, Pool: p, Resize: tune(p), Logger: quiet, CPUWait: noWait})
 	const cores = 2
 	now := time.Now()
 	over := 0
@@ -120,7 +126,7 @@ func TestHTTPHoldsWhenCoresAreFull(t *testing.T) {
 		}
 		return 0.0001
 	}
-	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{2, 128}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: wait})
+	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{2, 128}, Pool: p, Resize: tune(p), Logger: quiet, CPUWait: wait})
 	now := time.Now()
 	run := func(ticks int) {
 		for range ticks {
@@ -143,9 +149,9 @@ func TestHTTPHoldsWhenCoresAreFull(t *testing.T) {
 	}
 }
 
-func TestHTTPIdleDoesNotGrowAndPinStops(t *testing.T) {
+func TestHTTPIdleDoesNotGrow(t *testing.T) {
 	p := &fakePool{size: 4}
-	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{2, 64}, Pool: p, Resize: p.Tune, Logger: quiet})
+	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{2, 64}, Pool: p, Resize: tune(p), Logger: quiet})
 	for range 10 {
 		p.running = 1 // never saturated
 		h.Observe("", time.Millisecond)
@@ -154,15 +160,27 @@ func TestHTTPIdleDoesNotGrowAndPinStops(t *testing.T) {
 	if p.size != 4 {
 		t.Fatalf("an idle pool grew to %d", p.size)
 	}
-	h.Pin()
-	if !h.Pinned() {
-		t.Fatal("not pinned")
-	}
-	ctx := context.Background()
-	if err := h.Start(ctx); err != nil {
+}
+
+// TestPausedControllerLeavesThePool: while Paused says true (a manual resize pinned the pool) the
+// running controller's ticks change nothing, even with every slot busy and work waiting.
+func TestPausedControllerLeavesThePool(t *testing.T) {
+	p := &fakePool{size: 4, running: 4, waiting: 100}
+	var asked atomic.Int64
+	j, err := NewJobs(JobsOptions{Bounds: Bounds{2, 16}, Pool: p, Resize: tune(p), Cores: 2, Interval: time.Millisecond,
+		Backlog: func() int { return 100 }, Logger: quiet, CPUWait: func() float64 { return 0 },
+		Paused: func() bool { asked.Add(1); return true }})
+	if err != nil {
 		t.Fatal(err)
 	}
-	h.Stop()
+	if err := j.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tandemtest.WaitFor(t, "ticks that ask whether the pool is pinned", func() bool { return asked.Load() >= 5 })
+	j.Stop()
+	if p.size != 4 {
+		t.Fatalf("a pinned pool was resized to %d", p.size)
+	}
 }
 
 func TestJobsGrowsHoldsAndShrinks(t *testing.T) {
@@ -170,7 +188,7 @@ func TestJobsGrowsHoldsAndShrinks(t *testing.T) {
 	var backlog atomic.Int64
 	var cpu time.Duration
 	var changes int
-	j, err := NewJobs(JobsOptions{Bounds: Bounds{2, 16}, Pool: p, Resize: p.Tune, Cores: 2, Quiet: 10 * time.Second,
+	j, err := NewJobs(JobsOptions{Bounds: Bounds{2, 16}, Pool: p, Resize: tune(p), Cores: 2, Quiet: 10 * time.Second,
 		Backlog: func() int { return int(backlog.Load()) }, CPU: func() time.Duration { return cpu }, Logger: quiet,
 		OnChange: func(string, int, int, string) { changes++ }})
 	if err != nil {
@@ -228,7 +246,7 @@ func TestJobsRealPool(t *testing.T) {
 			pending.Add(-1)
 		}()
 	}
-	j, _ := NewJobs(JobsOptions{Bounds: Bounds{1, 8}, Pool: p, Resize: p.Tune, Cores: 2, Interval: 20 * time.Millisecond,
+	j, _ := NewJobs(JobsOptions{Bounds: Bounds{1, 8}, Pool: p, Resize: tune(p), Cores: 2, Interval: 20 * time.Millisecond,
 		Backlog: func() int { return 0 }, Logger: quiet})
 	if err := j.Start(context.Background()); err != nil {
 		t.Fatal(err)

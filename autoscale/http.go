@@ -14,10 +14,15 @@ import (
 
 // HTTPOptions configure an HTTP controller.
 type HTTPOptions struct {
-	Name     string                                         // default "http"
-	Bounds   Bounds                                         // required
-	Pool     Pool                                           // required
-	Resize   func(n int) (int, error)                       // required: the pool's Tune
+	Name   string // default "http"
+	Bounds Bounds // required
+	Pool   Pool   // required
+	// Resize changes the pool's size; reason says why (resize.Resizer.Controller gives one that
+	// goes through tandem's one door). Required.
+	Resize func(n int, reason string) (int, error)
+	// Paused, when it returns true, makes the controller leave the pool alone (a manual resize
+	// pinned it). Optional.
+	Paused   func() bool
 	Interval time.Duration                                  // default 1s
 	Logger   *slog.Logger                                   // default slog.Default()
 	OnChange func(pool string, old, new int, reason string) // optional, for metrics
@@ -106,7 +111,7 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	}
 	h := &HTTP{nextProbe: opts.ProbeEvery, probeGap: opts.ProbeEvery, opts: opts, routes: map[routeKey]*routeStat{},
 		usage: usage{quiet: opts.Quiet}, base: base{name: opts.Name, bounds: opts.Bounds, interval: opts.Interval,
-			pool: opts.Pool, resize: opts.Resize, log: opts.Logger, onChange: opts.OnChange}}
+			pool: opts.Pool, resize: opts.Resize, paused: opts.Paused, log: opts.Logger, onChange: opts.OnChange}}
 	return h, nil
 }
 

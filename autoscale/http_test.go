@@ -116,7 +116,7 @@ func newRealPool(t *testing.T, size int) *pool.Pool {
 func TestHTTPLatencyIsARealLatency(t *testing.T) {
 	p := newRealPool(t, 4)
 	rec := &ticks{}
-	h, err := NewHTTP(HTTPOptions{Bounds: Bounds{4, 4}, Pool: p, Resize: p.Tune, Logger: slog.New(rec), CPUWait: noWait})
+	h, err := NewHTTP(HTTPOptions{Bounds: Bounds{4, 4}, Pool: p, Resize: tune(p), Logger: slog.New(rec), CPUWait: noWait})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestHTTPLatencyIsARealLatency(t *testing.T) {
 // the slow one seems to have fallen behind.
 func TestHTTPFastRouteDoesNotShrinkSlowOne(t *testing.T) {
 	p := newRealPool(t, 8)
-	h, err := NewHTTP(HTTPOptions{Bounds: Bounds{2, 8}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: noWait})
+	h, err := NewHTTP(HTTPOptions{Bounds: Bounds{2, 8}, Pool: p, Resize: tune(p), Logger: quiet, CPUWait: noWait})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestHTTPFastRouteDoesNotShrinkSlowOne(t *testing.T) {
 // it starts over.
 func TestHTTPShrinksWhenIdle(t *testing.T) {
 	p := &fakePool{size: 16}
-	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 64}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: noWait})
+	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 64}, Pool: p, Resize: tune(p), Logger: quiet, CPUWait: noWait})
 	now := time.Now()
 	tick := func(from, to int, running int, requests bool) {
 		for i := from; i <= to; i++ {
@@ -213,7 +213,7 @@ func TestHTTPShrinksWhenIdle(t *testing.T) {
 // limit doubles in a tick rather than adding its square root.
 func TestHTTPGrowsWithTheQueue(t *testing.T) {
 	p := &fakePool{size: 2, running: 2, waiting: 60}
-	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 64}, Pool: p, Resize: p.Tune, Logger: quiet, CPUWait: noWait})
+	h, _ := NewHTTP(HTTPOptions{Bounds: Bounds{1, 64}, Pool: p, Resize: tune(p), Logger: quiet, CPUWait: noWait})
 	now := time.Now()
 	h.Observe("", 10*time.Millisecond)
 	h.Tick(now)

@@ -15,8 +15,13 @@ type JobsOptions struct {
 	Name   string // default "jobs"
 	Bounds Bounds // required
 	Pool   Pool   // required
-	// Resize changes the pool's size (the jobs runtime's Resize, which also wakes the dispatcher).
-	Resize func(n int) (int, error)
+	// Resize changes the pool's size; reason says why (resize.Resizer.Controller gives one that
+	// goes through tandem's one door, and so the jobs runtime's Resize, which wakes the
+	// dispatcher). Required.
+	Resize func(n int, reason string) (int, error)
+	// Paused, when it returns true, makes the controller leave the pool alone (a manual resize
+	// pinned it). Optional.
+	Paused func() bool
 	// Backlog returns how many jobs are ready to run in unpaused queues. Required.
 	Backlog func() int
 	// CPU returns the process's CPU time so far; default: getrusage of this process.
@@ -77,7 +82,7 @@ func NewJobs(opts JobsOptions) (*Jobs, error) {
 		opts.Logger = slog.Default()
 	}
 	return &Jobs{opts: opts, usage: usage{quiet: opts.Quiet}, base: base{name: opts.Name, bounds: opts.Bounds,
-		interval: opts.Interval, pool: opts.Pool, resize: opts.Resize, log: opts.Logger, onChange: opts.OnChange}}, nil
+		interval: opts.Interval, pool: opts.Pool, resize: opts.Resize, paused: opts.Paused, log: opts.Logger, onChange: opts.OnChange}}, nil
 }
 
 // Start runs the controller's loop.

@@ -11,7 +11,7 @@ func jobsSetup(t *testing.T, size int, b Bounds) (*Jobs, *fakePool, *jobsLoad, t
 	t.Helper()
 	p := &fakePool{size: size}
 	l := &jobsLoad{}
-	j, err := NewJobs(JobsOptions{Bounds: b, Pool: p, Resize: p.Tune, Cores: 2, Logger: quiet, CPUWait: func() float64 { return l.cpuWait },
+	j, err := NewJobs(JobsOptions{Bounds: b, Pool: p, Resize: tune(p), Cores: 2, Logger: quiet, CPUWait: func() float64 { return l.cpuWait },
 		Backlog: func() int { return max(0, l.jobs-p.running) }, CPU: func() time.Duration { return l.cpu }})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -124,6 +125,75 @@ func TestSIGHUPReload(t *testing.T) {
 	waitLog(`"msg":"reload: configuration rejected; nothing changed"`)
 	if ps := poolsNow(); ps["http"].Size != 7 {
 		t.Fatalf("a rejected reload changed the pool: %+v", ps)
+	}
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+// TestResizesGoThroughOneDoor: a SIGHUP and the admin API resize the autoscaled jobs pool the same
+// way: each pins it against its autoscaler, writes one "pool resized" line saying who, and counts in
+// tandem_pool_resizes_total by source.
+func TestResizesGoThroughOneDoor(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfgPath, "jobs:\n  concurrency: 2\n  autoscale: {min: 1, max: 8}\n")
+	p := startTandemNoWait(t, func(c *exec.Cmd) { c.Dir = dir }, "TANDEM_STORE_PATH="+filepath.Join(dir, "db"))
+	p.WaitStarted()
+	type poolView struct {
+		Size              int
+		Pinned, Autoscale bool
+	}
+	jobsPool := func() poolView {
+		var out map[string]poolView
+		if _, err := call(context.Background(), http.DefaultClient, "GET", p.AdminURL+"/admin/pools", "", nil, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out["jobs"]
+	}
+	waitFor := func(what string, cond func() bool) {
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: never; jobs pool %+v\n%s", what, jobsPool(), p.Logs())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if j := jobsPool(); !j.Autoscale || j.Pinned {
+		t.Fatalf("start: %+v; want autoscaled, not pinned", j)
+	}
+	writeFile(t, cfgPath, "jobs:\n  concurrency: 5\n  autoscale: {min: 1, max: 8}\n")
+	p.Signal(syscall.SIGHUP)
+	waitFor("reload pins the pool at 5", func() bool { j := jobsPool(); return j.Size == 5 && j.Pinned })
+	waitFor("the reload's audit line", func() bool {
+		return strings.Contains(p.Logs(), `"msg":"pool resized","pool":"jobs","old":2,"new":5,"by":"reload","pinned":true`)
+	})
+	if code, err := call(context.Background(), http.DefaultClient, "DELETE", p.AdminURL+"/admin/pools/jobs/pin", "", nil, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("unpin: %d %v", code, err)
+	}
+	if code, err := call(context.Background(), http.DefaultClient, "PUT", p.AdminURL+"/admin/pools/jobs", "", map[string]any{"size": 3}, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("resize: %d %v", code, err)
+	}
+	if j := jobsPool(); j.Size != 3 || !j.Pinned {
+		t.Fatalf("after the admin resize: %+v; want 3 and pinned", j)
+	}
+	waitFor("the admin's audit line", func() bool {
+		return strings.Contains(p.Logs(), `"msg":"pool resized","pool":"jobs","old":5,"new":3,"by":"admin","pinned":true,"remote":`)
+	})
+	resp, err := http.Get(p.AdminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`tandem_pool_resizes_total{by="reload",direction="up",pool="jobs"} 1`,
+		`tandem_pool_resizes_total{by="admin",direction="down",pool="jobs"} 1`, `tandem_pool_pinned{pool="jobs"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(30 * time.Second); code != 0 {

@@ -18,7 +18,7 @@
 //	tandem_queue_jobs {queue,state}                      running: a worker runs it; prefetched: leased, waiting for one
 //	tandem_store_commit_seconds                          histogram, one per group commit
 //	tandem_store_commit_requests                         histogram, requests per commit
-//	tandem_autoscale_changes_total {pool,direction}
+//	tandem_pool_resizes_total {pool,by,direction}          size changes; by = admin, reload or autoscale
 //	plus the Go runtime and process collectors.
 package metrics
 
@@ -59,7 +59,7 @@ type Metrics struct {
 	queueWait  *prometheus.HistogramVec
 	commitDur  prometheus.Histogram
 	commitReqs prometheus.Histogram
-	autoscale  *prometheus.CounterVec
+	resizes    *prometheus.CounterVec
 
 	// Children of the request path's vectors, cached so a request costs map lookups, not label
 	// hashing and allocation.
@@ -100,9 +100,9 @@ func New(opts Options) *Metrics {
 	m.queueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tandem_job_queue_wait_seconds", Help: "Time from a job's due time to its start.", Buckets: latency}, []string{"queue"})
 	m.commitDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_commit_seconds", Help: "Duration of one group commit, fsync included.", Buckets: latency})
 	m.commitReqs = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_commit_requests", Help: "Requests (enqueues, leases, acknowledgements) sharing one commit.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}})
-	m.autoscale = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_autoscale_changes_total", Help: "Pool size changes made by the autoscaler."}, []string{"pool", "direction"})
+	m.resizes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_pool_resizes_total", Help: "Pool size changes, by who made them (admin, reload, autoscale)."}, []string{"pool", "by", "direction"})
 	m.reg.MustRegister(m.httpReqs, m.httpDur, m.shed, m.enqueued, m.started, m.finished, m.runTime, m.queueWait,
-		m.commitDur, m.commitReqs, m.autoscale, &scrapeCollector{m},
+		m.commitDur, m.commitReqs, m.resizes, &scrapeCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -145,13 +145,13 @@ func (m *Metrics) ObserveCommit(d time.Duration, requests int) {
 	m.commitReqs.Observe(float64(requests))
 }
 
-// AutoscaleChange counts a size change made by an autoscaler.
-func (m *Metrics) AutoscaleChange(poolName string, oldSize, newSize int) {
+// Resized counts a pool size change, by who made it (admin, reload, autoscale: resize.Source).
+func (m *Metrics) Resized(poolName, by string, oldSize, newSize int) {
 	dir := "up"
 	if newSize < oldSize {
 		dir = "down"
 	}
-	m.autoscale.WithLabelValues(poolName, dir).Inc()
+	m.resizes.WithLabelValues(poolName, by, dir).Inc()
 }
 
 // Middleware counts requests by route pattern, method and code. It must wrap a chi router whose

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"github.com/tandem-run/tandem/internal/strictjson"
 	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/pool"
+	"github.com/tandem-run/tandem/resize"
 )
 
 // adminRouter builds the admin listener. Every route requires the token (when one is set) except
@@ -150,9 +152,7 @@ func (s *Server) viewPool(name string, p *pool.Pool) poolView {
 	if p == s.opts.Threads {
 		v.Backlog = &st.Backlog
 	}
-	if pin, ok := s.opts.Pinners[name]; ok {
-		v.Autoscale, v.Pinned = true, pin.Pinned()
-	}
+	v.Autoscale, v.Pinned = s.opts.Resizer.Autoscaled(name), s.opts.Resizer.Pinned(name)
 	return v
 }
 
@@ -224,24 +224,11 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Size != nil {
-		n := *req.Size
-		var old int
-		var err error
-		if s.opts.Jobs != nil && p == s.opts.Jobs.Pool() {
-			old, err = s.opts.Jobs.Resize(n) // wakes the dispatcher to fill the room
-		} else {
-			old, err = p.Tune(n)
-		}
-		if err != nil {
+		// The one door: it validates, applies (the jobs pool wakes its dispatcher), pins an
+		// autoscaled pool and writes the audit line.
+		if _, err := s.opts.Resizer.Resize(r.Context(), name, *req.Size, resize.Admin, auditAttrs(r)...); err != nil {
 			badRequest(w, err.Error(), map[string]string{"size": err.Error()})
 			return
-		}
-		if pin, ok := s.opts.Pinners[name]; ok {
-			pin.Pin()
-		}
-		s.audit(r, "pool "+name+" size", old, n)
-		if s.opts.OnResize != nil {
-			s.opts.OnResize(name, old, n)
 		}
 	}
 	if req.Backlog != nil {
@@ -256,10 +243,9 @@ func (s *Server) unpinPool(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if pin, ok := s.opts.Pinners[name]; ok {
-		was := pin.Pinned()
-		pin.Unpin()
-		s.audit(r, "pool "+name+" pinned", was, false)
+	if _, err := s.opts.Resizer.Unpin(r.Context(), name, auditAttrs(r)...); err != nil {
+		s.writeErr(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, s.viewPool(name, p))
 }
@@ -292,4 +278,9 @@ func (s *Server) pauseQueue(paused bool) http.HandlerFunc {
 // audit logs a change made through the admin API.
 func (s *Server) audit(r *http.Request, what string, old, new any) {
 	s.log.Info("admin change", "what", what, "old", old, "new", new, "remote", r.RemoteAddr, "request_id", RequestID(r.Context()))
+}
+
+// auditAttrs say who asked, for the audit line of a change made through another package's door.
+func auditAttrs(r *http.Request) []slog.Attr {
+	return []slog.Attr{slog.String("remote", r.RemoteAddr), slog.String("request_id", RequestID(r.Context()))}
 }

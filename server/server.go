@@ -25,6 +25,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/pool"
+	"github.com/tandem-run/tandem/resize"
 )
 
 // SizingInfo is what the process derived from its limits (package sizing), reported by GET
@@ -36,14 +37,6 @@ type SizingInfo struct {
 	CPUsAllowed      int
 	MemoryLimit      int64 // bytes; 0 = no limit
 	GOMEMLIMIT       int64 // bytes set by tandem; 0 = none
-}
-
-// Pinner is what an autoscaler offers the admin API: a manual resize pins the pool (autoscaling
-// paused for it) until it is unpinned.
-type Pinner interface {
-	Pin()
-	Unpin()
-	Pinned() bool
 }
 
 // Options configure a Server. Zero values mean the documented defaults.
@@ -63,8 +56,10 @@ type Options struct {
 	Threads *pool.Pool
 	// Pools are the pools the admin API shows and resizes, by name. Default {"http": Threads}.
 	Pools map[string]*pool.Pool
-	// Pinners are the autoscalers by pool name; pools without one cannot be pinned. Optional.
-	Pinners map[string]Pinner
+	// Resizer is the one door through which the admin API resizes Pools (it pins autoscaled pools
+	// and writes the audit line). Default: one with each of Pools, resized by its Tune, and the
+	// jobs pool by Jobs.Resize (which wakes the dispatcher).
+	Resizer *resize.Resizer
 	// Jobs serves the job API under /v1. Optional: without it there is no job API.
 	Jobs *jobs.Runtime
 	// QueueTimeout is the longest a request waits for a thread. Default 2s.
@@ -108,8 +103,6 @@ type Options struct {
 	UI http.Handler
 	// OnShed is called for each request shed by admission, with "backlog_full" or "queue_timeout".
 	OnShed func(reason string)
-	// OnResize is called after the admin API resized a pool (for autoscalers and metrics). Optional.
-	OnResize func(pool string, oldSize, newSize int)
 }
 
 func (o Options) withDefaults() Options {
@@ -130,6 +123,16 @@ func (o Options) withDefaults() Options {
 	}
 	if len(o.Pools) == 0 && o.Threads != nil {
 		o.Pools = map[string]*pool.Pool{"http": o.Threads}
+	}
+	if o.Resizer == nil {
+		o.Resizer = resize.New(resize.Options{Logger: o.Logger})
+		for name, p := range o.Pools {
+			apply := p.Tune
+			if o.Jobs != nil && p == o.Jobs.Pool() {
+				apply = o.Jobs.Resize
+			}
+			o.Resizer.Add(name, p.Size, apply)
+		}
 	}
 	return o
 }

@@ -397,7 +397,7 @@ func TestResizeUnderLoad(t *testing.T) {
 	if bad.Load() != 0 || okN.Load() == 0 {
 		t.Fatalf("%d requests failed other than by shedding (%d ok)", bad.Load(), okN.Load())
 	}
-	if !strings.Contains(b.logs.String(), `"msg":"admin change","what":"pool http size"`) {
+	if !strings.Contains(b.logs.String(), `"msg":"pool resized","pool":"http","old":8,"new":1,"by":"admin","remote":`) {
 		t.Error("no audit line for the resize")
 	}
 }
