@@ -295,10 +295,3 @@ func (r *Runtime) promoteLoop(ctx context.Context) {
 		t.Stop()
 	}
 }
-
-// inflightNow is how many leased jobs are not yet acknowledged.
-func (r *Runtime) inflightNow() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.inflight
-}
