@@ -2,7 +2,6 @@ package jobs_test
 
 import (
 	"context"
-	"github.com/tandem-run/tandem/jobs"
 	"io"
 	"log/slog"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/jobs"
 
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/store"

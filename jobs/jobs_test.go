@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/tandem-run/tandem/jobs"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/jobs"
 
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/sizing"
@@ -76,7 +77,7 @@ func build(t *testing.T, b *testBundle, size int, tweak func(*jobs.Options)) *jo
 			t.Errorf("stop: %v", err)
 		}
 		_ = p.Release(ctx)
-		if err := st.Check(); err != nil && !errors.Is(err, store.ErrClosed) {
+		if err := st.Check(); err != nil && !errors.Is(err, jobs.ErrStoreClosed) {
 			t.Errorf("consistency: %v", err)
 		}
 		st.Close()
@@ -332,8 +333,8 @@ func TestValidation(t *testing.T) {
 	if _, _, err := rt.EnqueueBatch(context.Background(), make([]jobs.EnqueueParams, 3)); !errors.As(err, &ve) || ve.Fields["jobs"] == "" {
 		t.Errorf("batch over max: %v", err)
 	}
-	if jobs, _, _ := rt.List(context.Background(), store.Filter{}); len(jobs) != 0 {
-		t.Fatalf("refused enqueues wrote %d jobs", len(jobs))
+	if js, _, _ := rt.List(context.Background(), jobs.Filter{}); len(js) != 0 {
+		t.Fatalf("refused enqueues wrote %d jobs", len(js))
 	}
 }
 
@@ -404,11 +405,11 @@ func TestWeightsCapsAndPrefetch(t *testing.T) {
 		for i := range ps {
 			ps[i] = jobs.EnqueueParams{Kind: "w", Queue: q}
 		}
-		jobs, _, err := rt.EnqueueBatch(context.Background(), ps)
+		js, _, err := rt.EnqueueBatch(context.Background(), ps)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, j := range jobs {
+		for _, j := range js {
 			ids = append(ids, j.ID)
 		}
 	}

@@ -3,8 +3,6 @@ package jobs
 import (
 	"context"
 	"time"
-
-	"github.com/tandem-run/tandem/store"
 )
 
 // A job holds a lease while it is prefetched or running. A lease that outlives its process (a
@@ -33,7 +31,7 @@ func (r *Runtime) putBack(j *Job, now time.Time, msg string) {
 		return
 	}
 	now = now.UTC()
-	j.Errors = appendError(j.Errors, store.AttemptError{Attempt: j.Attempt, At: now, Error: msg})
+	j.Errors = appendError(j.Errors, AttemptError{Attempt: j.Attempt, At: now, Error: msg})
 	if j.Attempt >= j.MaxAttempts {
 		j.State, j.FinishedAt = StateDead, &now
 		return

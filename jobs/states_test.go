@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/tandem-run/tandem/jobs"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/jobs"
 
 	"github.com/tandem-run/tandem/store"
 )
@@ -78,7 +79,7 @@ func TestPrefetchedIsNotRunning(t *testing.T) {
 			t.Errorf("a job waiting for the worker: state %s, started_at %v, attempt %d; want prefetched, none, 0", got.State, got.StartedAt, got.Attempt)
 		}
 	}
-	if running, _, err := rt.List(context.Background(), store.Filter{State: jobs.StateRunning}); err != nil || len(running) != 1 || running[0].ID != first.ID {
+	if running, _, err := rt.List(context.Background(), jobs.Filter{State: jobs.StateRunning}); err != nil || len(running) != 1 || running[0].ID != first.ID {
 		t.Errorf("List state=running: %d jobs, %v; want the first only", len(running), err)
 	}
 	got, _ := rt.Get(context.Background(), first.ID)

@@ -9,19 +9,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-run/tandem/store"
+	"github.com/tandem-run/tandem/jobs"
 	"go.yaml.in/yaml/v3"
 )
 
 // fullJob sets every field of a job, so that every field the API shows is on the wire.
-func fullJob() *store.Job {
+func fullJob() *jobs.Job {
 	t0 := time.Date(2026, 1, 2, 15, 4, 5, 123456789, time.UTC)
 	t1, t2, t3 := t0.Add(time.Second), t0.Add(2*time.Second), t0.Add(3*time.Second)
-	return &store.Job{ID: "019ac1d2-0000-7000-8000-000000000000", Kind: "email", Queue: "mail",
+	return &jobs.Job{ID: "019ac1d2-0000-7000-8000-000000000000", Kind: "email", Queue: "mail",
 		Payload: json.RawMessage(`{"to":"a@b"}`), Priority: 7, RunAt: t0, Attempt: 2, MaxAttempts: 5,
-		Timeout: 90 * time.Second, State: store.StateRunning,
-		Errors:    []store.AttemptError{{Attempt: 1, At: t1, Error: "boom"}},
-		Result:    json.RawMessage(`{"ok":true}`), UniqueKey: "u-1", CreatedAt: t0, UpdatedAt: t3,
+		Timeout: 90 * time.Second, State: jobs.StateRunning,
+		Errors: []jobs.AttemptError{{Attempt: 1, At: t1, Error: "boom"}},
+		Result: json.RawMessage(`{"ok":true}`), UniqueKey: "u-1", CreatedAt: t0, UpdatedAt: t3,
 		StartedAt: &t1, FinishedAt: &t2, LeaseUntil: &t3}
 }
 
@@ -29,7 +29,7 @@ func fullJob() *store.Job {
 // checks that its fields are exactly api/openapi.yaml's Job, and an attempt error's its items.
 func TestJobJSONIsTheWireFormat(t *testing.T) {
 	rec := httptest.NewRecorder()
-	writeJSON(rec, 200, viewJob(fullJob()))
+	writeJSON(rec, 200, newJobResponse(fullJob()))
 	const want = `{"id":"019ac1d2-0000-7000-8000-000000000000","kind":"email","queue":"mail","payload":{"to":"a@b"},` +
 		`"priority":7,"run_at":"2026-01-02T15:04:05.123456789Z","attempt":2,"max_attempts":5,"state":"running",` +
 		`"errors":[{"attempt":1,"at":"2026-01-02T15:04:06.123456789Z","error":"boom"}],"result":{"ok":true},` +
@@ -41,7 +41,7 @@ func TestJobJSONIsTheWireFormat(t *testing.T) {
 	}
 	// An empty job leaves out what is empty, and no more.
 	rec = httptest.NewRecorder()
-	writeJSON(rec, 200, viewJob(&store.Job{}))
+	writeJSON(rec, 200, newJobResponse(&jobs.Job{}))
 	const empty = `{"id":"","kind":"","queue":"","priority":0,"run_at":"0001-01-01T00:00:00Z","attempt":0,"max_attempts":0,` +
 		`"state":"","created_at":"0001-01-01T00:00:00Z","updated_at":"0001-01-01T00:00:00Z","timeout":"0s"}` + "\n"
 	if got := rec.Body.String(); got != empty {
