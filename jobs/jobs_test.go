@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/tandemtest"
 	"github.com/tandem-run/tandem/jobs"
 
 	"github.com/tandem-run/tandem/pool"
@@ -23,14 +24,6 @@ import (
 
 // ants starts the goroutines of its package-level default pool at init; they are not ours.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type testBundle struct {
 	store *store.Store
@@ -241,7 +234,7 @@ func TestUniqueKeyReturnsLiveJob(t *testing.T) {
 }
 
 func TestDelayedJobBecomesReadyWithFakeClock(t *testing.T) {
-	clock := &fakeClock{t: time.Now()}
+	clock := tandemtest.NewClock(time.Now())
 	rt, _ := setup(t, 1, func(o *jobs.Options) { o.Now = clock.Now })
 	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "x", Delay: 10 * time.Minute})

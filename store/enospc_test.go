@@ -20,7 +20,7 @@ import (
 // without a restart.
 func TestDiskFullFailsWritesAndRecovers(t *testing.T) {
 	dir := tandemtest.Tmpfs(t, "8m")
-	b := &bundle{path: filepath.Join(dir, "tandem.db"), clock: &clock{t: time.Now()}}
+	b := &bundle{path: filepath.Join(dir, "tandem.db"), clock: tandemtest.NewClock(time.Now())}
 	s := openAt(t, b)
 	ctx := context.Background()
 	var acked []string

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/tandemtest"
 	"github.com/tandem-run/tandem/jobs"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,24 +25,15 @@ import (
 // are not ours.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 
-// clock is a fake clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type bundle struct {
 	path  string
-	clock *clock
+	clock *tandemtest.Clock
 }
 
 // setup opens a store on a new file with a fake clock; cleanup checks the file's consistency.
 func setup(t testing.TB) (*Store, *bundle) {
 	t.Helper()
-	b := &bundle{path: filepath.Join(t.TempDir(), "tandem.db"), clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	b := &bundle{path: filepath.Join(t.TempDir(), "tandem.db"), clock: tandemtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
 	return openAt(t, b), b
 }
 
