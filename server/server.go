@@ -189,9 +189,6 @@ func New(opts Options) (*Server, error) {
 // Router is the main router; everything mounted on it runs behind admission.
 func (s *Server) Router() chi.Router { return s.router }
 
-// AdminRouter is the admin router; everything on it requires the token unless listed public.
-func (s *Server) AdminRouter() chi.Router { return s.admin }
-
 // Handler returns the main listener's whole handler, for tests and embedding.
 func (s *Server) Handler() http.Handler { return s.outer(s.mainRoot, false) }
 
