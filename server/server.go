@@ -2,6 +2,9 @@
 // API, health endpoints, and a separate admin listener for runtime information, live resizing,
 // metrics and the dashboard.
 //
+// It knows jobs through package jobs alone, never the store behind it, and answers with types of
+// its own (response.go), so neither the record nor its backend is the wire format.
+//
 // Go programs add their own routes to Router() before Start; they run behind the same admission,
 // timeouts and logging as tandem's own:
 //
