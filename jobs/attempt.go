@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
-
-	"github.com/tandem-run/tandem/store"
 )
 
 // outcome is how an attempt ended.
@@ -164,7 +162,7 @@ func (r *Runtime) finish(j *Job, o outcome) {
 		cur.LeaseUntil = nil
 		cur.State = o.state
 		if o.err != nil && (!o.unstarted || o.state == StateDead) {
-			cur.Errors = appendError(cur.Errors, store.AttemptError{Attempt: cur.Attempt, At: now, Error: o.err.Error()})
+			cur.Errors = appendError(cur.Errors, AttemptError{Attempt: cur.Attempt, At: now, Error: o.err.Error()})
 		}
 		if o.interrupted || o.snoozed {
 			cur.Attempt-- // a shutdown's interruption and a snooze do not count
@@ -241,7 +239,7 @@ func (r *Runtime) acknowledged(a pendingAck) {
 		updated, err = a.wait()
 	}
 	switch {
-	case errors.Is(err, errStale), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, errStale), errors.Is(err, ErrNotFound):
 	case err != nil:
 		// The record stays running; the next start's recovery (or the lease sweeper) puts it back.
 		r.log.Error("acknowledge job", "job", j.ID, "state", o.state, "err", err)
@@ -281,10 +279,10 @@ func errText(err error) string {
 }
 
 // appendError adds an attempt's error, keeping the most recent maxErrorsKept.
-func appendError(errs []store.AttemptError, e store.AttemptError) []store.AttemptError {
+func appendError(errs []AttemptError, e AttemptError) []AttemptError {
 	errs = append(errs, e)
 	if len(errs) > maxErrorsKept {
-		errs = append([]store.AttemptError(nil), errs[len(errs)-maxErrorsKept:]...)
+		errs = append([]AttemptError(nil), errs[len(errs)-maxErrorsKept:]...)
 	}
 	return errs
 }

@@ -1,4 +1,4 @@
-package jobs
+package jobs_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/jobs"
 
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/store"
@@ -34,12 +36,12 @@ func endToEnd(b *testing.B, batch int) {
 	defer st.Close()
 	p, _ := pool.New(pool.Options{Name: "jobs", Size: 2, Backlog: pool.MaxBacklog, Logger: logger})
 	defer p.Release(context.Background())
-	rt, err := New(Options{Store: st, Pool: p, Logger: logger, Prefetch: prefetchForBench(), MaxPending: 10_000_000})
+	rt, err := jobs.New(jobs.Options{Store: st, Pool: p, Logger: logger, Prefetch: prefetchForBench(), MaxPending: 10_000_000})
 	if err != nil {
 		b.Fatal(err)
 	}
 	var done sync.WaitGroup
-	_ = rt.RegisterFunc("noop", func(context.Context, *Job) (any, error) { done.Done(); return nil, nil })
+	_ = rt.RegisterFunc("noop", func(context.Context, *jobs.Job) (any, error) { done.Done(); return nil, nil })
 	if err := rt.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -49,11 +51,11 @@ func endToEnd(b *testing.B, batch int) {
 	start := time.Now()
 	b.SetParallelism(32)
 	b.RunParallel(func(pb *testing.PB) {
-		ps := make([]EnqueueParams, 0, batch)
+		ps := make([]jobs.EnqueueParams, 0, batch)
 		for more := true; more; {
 			more = pb.Next()
 			if more {
-				ps = append(ps, EnqueueParams{Kind: "noop"})
+				ps = append(ps, jobs.EnqueueParams{Kind: "noop"})
 			}
 			if len(ps) == batch || (!more && len(ps) > 0) {
 				if _, _, err := rt.EnqueueBatch(context.Background(), ps); err != nil {
@@ -66,7 +68,7 @@ func endToEnd(b *testing.B, batch int) {
 	})
 	done.Wait()
 	// Wait for the last acknowledgements to be committed too.
-	for st.Ready("default") > 0 || rt.inflightNow() > 0 {
+	for st.Ready("default") > 0 || rt.Inflight() > 0 {
 		time.Sleep(time.Millisecond)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")

@@ -2,96 +2,14 @@ package jobs
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// The causes a job's context can be canceled with.
-var (
-	errCanceledByUser = errors.New("canceled")
-	errShutdown       = errors.New("interrupted: shutdown")
-	errTimeout        = errors.New("timed out")
-)
-
 // leaseGrace is added to a job's timeout for its lease, so a lease outlives the attempt it covers.
 const leaseGrace = time.Minute
-
-// Start recovers the jobs a previous process left leased (recover.go), then starts the dispatcher, the
-// promoter of delayed jobs and the retention sweeper. Stop stops them.
-func (r *Runtime) Start(ctx context.Context) error {
-	r.mu.Lock()
-	if r.started {
-		r.mu.Unlock()
-		return errors.New("jobs: already started")
-	}
-	r.started = true
-	r.mu.Unlock()
-	if err := r.recoverLeases(ctx); err != nil {
-		return fmt.Errorf("jobs: recover: %w", err)
-	}
-	r.runCtx, r.runStop = context.WithCancelCause(context.Background())
-	loopCtx, cancel := context.WithCancel(context.Background())
-	r.loopStop = cancel
-	r.loops.Add(3)
-	go func() { defer r.loops.Done(); r.dispatchLoop(loopCtx) }()
-	go func() { defer r.loops.Done(); r.promoteLoop(loopCtx) }()
-	go func() { defer r.loops.Done(); r.sweepLoop(loopCtx) }()
-	return nil
-}
-
-// Stop shuts down in this order (asynq's): stop leasing; prefetched jobs, not started, go back to
-// ready; running jobs may finish until ShutdownTimeout or ctx ends, whichever is first; then their
-// contexts are canceled and they go back to ready with the interruption recorded ("interrupted:
-// shutdown") and the attempt given back, since a deploy is not the job's fault; every
-// acknowledgement is written; then Stop returns.
-func (r *Runtime) Stop(ctx context.Context) error {
-	r.mu.Lock()
-	if !r.started || r.stopping {
-		r.mu.Unlock()
-		return nil
-	}
-	r.stopping = true
-	r.mu.Unlock()
-
-	r.loopStop()
-	r.loops.Wait()
-	// Prefetched jobs still waiting for a worker go back now, not after the grace period.
-	r.mu.Lock()
-	for _, lj := range r.running {
-		if !lj.started {
-			lj.cancel(errShutdown)
-		}
-	}
-	r.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() {
-		r.jobsWG.Wait()
-		// No acknowledgement can be queued any more; the drainer exits once it sees that.
-		r.ackers.Wait()
-		close(done)
-	}()
-	grace := time.NewTimer(r.opts.ShutdownTimeout)
-	defer grace.Stop()
-	select {
-	case <-done:
-		return nil
-	case <-grace.C:
-	case <-ctx.Done():
-	}
-	r.log.Warn("shutdown timeout: canceling running jobs; they go back to ready")
-	r.runStop(errShutdown)
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("jobs: stop: %w", ctx.Err())
-	}
-}
 
 // dispatchLoop leases jobs while there is room (free workers plus prefetch) and hands each to the
 // pool. It sleeps until woken by an enqueue, a finished job, a resume, a resize or a promotion.
@@ -267,38 +185,4 @@ func (r *Runtime) launch(j *Job) {
 	if err != nil {
 		notStarted(err)
 	}
-}
-
-// promoteLoop moves delayed and retrying jobs to ready when their time comes, sleeping until the
-// next one is due (at most a second, so a clock change is noticed) or a new one arrives.
-func (r *Runtime) promoteLoop(ctx context.Context) {
-	for {
-		moved, next, err := r.store.Promote(ctx, r.opts.Now())
-		if err != nil && ctx.Err() == nil {
-			r.log.Error("promote delayed jobs", "err", err)
-		}
-		if moved > 0 {
-			r.signal(r.wake)
-		}
-		wait := time.Second
-		if !next.IsZero() {
-			wait = min(max(next.Sub(r.opts.Now()), time.Millisecond), time.Second)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-r.promote:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
-
-// inflightNow is how many leased jobs are not yet acknowledged.
-func (r *Runtime) inflightNow() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.inflight
 }

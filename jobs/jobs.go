@@ -1,6 +1,8 @@
 // Package jobs gives tandem's durable queue its meaning: enqueue with validation, leases, retries
 // with backoff, delays, priorities, weighted queues, unique keys, cancel, and recovery after a crash.
-// Records live in package store; handlers run on a pool.Pool.
+// Records live in a Store (store.go: the interface, and what each method promises), which package
+// store implements on a bbolt file; jobs owns the record types, so neither the store's callers nor
+// the HTTP API know the backend. Handlers run on a pool.Pool.
 //
 // A Go program registers its own kinds and enqueues from the same process:
 //
@@ -35,37 +37,12 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/pool"
-	"github.com/tandem-run/tandem/store"
-)
-
-// Job is a job record.
-type Job = store.Job
-
-// State is a job's state.
-type State = store.State
-
-// The states, re-exported for callers that import only jobs.
-const (
-	StateScheduled  = store.StateScheduled
-	StateReady      = store.StateReady
-	StatePrefetched = store.StatePrefetched
-	StateRunning    = store.StateRunning
-	StateRetrying   = store.StateRetrying
-	StateSucceeded  = store.StateSucceeded
-	StateDead       = store.StateDead
-	StateCanceled   = store.StateCanceled
 )
 
 // Errors callers branch on.
 var (
 	// ErrUnknownKind means no handler is registered for the kind.
 	ErrUnknownKind = errors.New("unknown kind")
-	// ErrQueueFull means the queue holds max_pending waiting jobs; nothing was written.
-	ErrQueueFull = store.ErrQueueFull
-	// ErrNotFound means no job has that id.
-	ErrNotFound = store.ErrNotFound
-	// ErrNotFinished means the job must finish before it can be deleted.
-	ErrNotFinished = store.ErrNotFinished
 	// ErrInvalidState means the job's state does not allow the operation (cancel a finished job,
 	// retry a succeeded one).
 	ErrInvalidState = errors.New("invalid state for this operation")
@@ -185,8 +162,8 @@ type Observer interface {
 
 // Options configure a Runtime.
 type Options struct {
-	// Store holds the jobs. Required.
-	Store *store.Store
+	// Store holds the jobs (package store's bbolt file, in tandem). Required.
+	Store Store
 	// Pool runs the handlers (the concurrency knob). Required. Its backlog must be at least
 	// Prefetch, for the jobs leased ahead of a free worker: pool.MaxBacklog is simplest.
 	Pool *pool.Pool
@@ -304,7 +281,7 @@ func (nopObserver) Finished(*Job, time.Duration) {}
 // Runtime is the job queue of one process.
 type Runtime struct {
 	opts  Options
-	store *store.Store
+	store Store
 	pool  *pool.Pool
 	log   *slog.Logger
 
@@ -406,9 +383,6 @@ func (r *Runtime) kind(name string) (Kind, bool) {
 
 // Pool returns the pool the handlers run on.
 func (r *Runtime) Pool() *pool.Pool { return r.pool }
-
-// Store returns the store.
-func (r *Runtime) Store() *store.Store { return r.store }
 
 // QueueNames returns the configured queues, sorted.
 func (r *Runtime) QueueNames() []string {

@@ -1,4 +1,4 @@
-package jobs
+package jobs_test
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/tandemtest"
+	"github.com/tandem-run/tandem/jobs"
+
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/sizing"
 	"github.com/tandem-run/tandem/store"
@@ -22,14 +25,6 @@ import (
 // ants starts the goroutines of its package-level default pool at init; they are not ours.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type testBundle struct {
 	store *store.Store
 	pool  *pool.Pool
@@ -38,7 +33,7 @@ type testBundle struct {
 
 // setup builds a runtime on a real store file and pool; tweak adjusts the options. The runtime is
 // started; cleanup stops it and checks the file.
-func setup(t *testing.T, size int, tweak func(*Options)) (*Runtime, *testBundle) {
+func setup(t *testing.T, size int, tweak func(*jobs.Options)) (*jobs.Runtime, *testBundle) {
 	t.Helper()
 	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
 	rt := build(t, b, size, tweak)
@@ -48,7 +43,7 @@ func setup(t *testing.T, size int, tweak func(*Options)) (*Runtime, *testBundle)
 	return rt, b
 }
 
-func build(t *testing.T, b *testBundle, size int, tweak func(*Options)) *Runtime {
+func build(t *testing.T, b *testBundle, size int, tweak func(*jobs.Options)) *jobs.Runtime {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := store.Open(context.Background(), store.Options{Path: b.path, Logger: logger, NoSync: true})
@@ -60,11 +55,11 @@ func build(t *testing.T, b *testBundle, size int, tweak func(*Options)) *Runtime
 		t.Fatal(err)
 	}
 	b.store, b.pool = st, p
-	opts := Options{Store: st, Pool: p, Logger: logger, Backoff: func(int) time.Duration { return time.Millisecond }, ShutdownTimeout: 2 * time.Second}
+	opts := jobs.Options{Store: st, Pool: p, Logger: logger, Backoff: func(int) time.Duration { return time.Millisecond }, ShutdownTimeout: 2 * time.Second}
 	if tweak != nil {
 		tweak(&opts)
 	}
-	rt, err := New(opts)
+	rt, err := jobs.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +70,7 @@ func build(t *testing.T, b *testBundle, size int, tweak func(*Options)) *Runtime
 			t.Errorf("stop: %v", err)
 		}
 		_ = p.Release(ctx)
-		if err := st.Check(); err != nil && !errors.Is(err, store.ErrClosed) {
+		if err := st.Check(); err != nil && !errors.Is(err, jobs.ErrStoreClosed) {
 			t.Errorf("consistency: %v", err)
 		}
 		st.Close()
@@ -83,7 +78,7 @@ func build(t *testing.T, b *testBundle, size int, tweak func(*Options)) *Runtime
 	return rt
 }
 
-func enqueue(t *testing.T, rt *Runtime, p EnqueueParams) *Job {
+func enqueue(t *testing.T, rt *jobs.Runtime, p jobs.EnqueueParams) *jobs.Job {
 	t.Helper()
 	j, _, err := rt.Enqueue(context.Background(), p)
 	if err != nil {
@@ -93,7 +88,7 @@ func enqueue(t *testing.T, rt *Runtime, p EnqueueParams) *Job {
 }
 
 // waitState polls a job until it reaches want or 10 s pass.
-func waitState(t *testing.T, rt *Runtime, id string, want State) *Job {
+func waitState(t *testing.T, rt *jobs.Runtime, id string, want jobs.State) *jobs.Job {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -113,12 +108,12 @@ func waitState(t *testing.T, rt *Runtime, id string, want State) *Job {
 
 func TestSucceedsWithResult(t *testing.T) {
 	rt, _ := setup(t, 2, nil)
-	_ = rt.RegisterFunc("echo", func(ctx context.Context, j *Job) (any, error) { return j.Payload, nil })
-	j := enqueue(t, rt, EnqueueParams{Kind: "echo", Payload: json.RawMessage(`{"a":1}`)})
-	if j.State != StateReady || j.Queue != "default" || j.MaxAttempts != 25 {
+	_ = rt.RegisterFunc("echo", func(ctx context.Context, j *jobs.Job) (any, error) { return j.Payload, nil })
+	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "echo", Payload: json.RawMessage(`{"a":1}`)})
+	if j.State != jobs.StateReady || j.Queue != "default" || j.MaxAttempts != 25 {
 		t.Fatalf("enqueued %+v", j)
 	}
-	done := waitState(t, rt, j.ID, StateSucceeded)
+	done := waitState(t, rt, j.ID, jobs.StateSucceeded)
 	if string(done.Result) != `{"a":1}` || done.Attempt != 1 || done.FinishedAt == nil || done.StartedAt == nil {
 		t.Fatalf("done %+v", done)
 	}
@@ -134,15 +129,15 @@ func TestRetriesThenDeadThenRetryByHand(t *testing.T) {
 	var calls atomic.Int32
 	failing := atomic.Bool{}
 	failing.Store(true)
-	_ = rt.RegisterFunc("flaky", func(ctx context.Context, j *Job) (any, error) {
+	_ = rt.RegisterFunc("flaky", func(ctx context.Context, j *jobs.Job) (any, error) {
 		calls.Add(1)
 		if failing.Load() {
 			return nil, errors.New("boom")
 		}
 		return "ok", nil
 	})
-	j := enqueue(t, rt, EnqueueParams{Kind: "flaky", MaxAttempts: 3})
-	dead := waitState(t, rt, j.ID, StateDead)
+	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "flaky", MaxAttempts: 3})
+	dead := waitState(t, rt, j.ID, jobs.StateDead)
 	if dead.Attempt != 3 || len(dead.Errors) != 3 || dead.Errors[2].Error != "boom" || calls.Load() != 3 {
 		t.Fatalf("dead %+v after %d calls", dead, calls.Load())
 	}
@@ -150,11 +145,11 @@ func TestRetriesThenDeadThenRetryByHand(t *testing.T) {
 	if _, err := rt.Retry(context.Background(), j.ID); err != nil {
 		t.Fatal(err)
 	}
-	ok := waitState(t, rt, j.ID, StateSucceeded)
+	ok := waitState(t, rt, j.ID, jobs.StateSucceeded)
 	if ok.Attempt != 1 || len(ok.Errors) != 3 {
 		t.Fatalf("after retry %+v", ok)
 	}
-	if _, err := rt.Retry(context.Background(), j.ID); !errors.Is(err, ErrInvalidState) {
+	if _, err := rt.Retry(context.Background(), j.ID); !errors.Is(err, jobs.ErrInvalidState) {
 		t.Fatalf("retry of a succeeded job: %v", err)
 	}
 }
@@ -162,34 +157,34 @@ func TestRetriesThenDeadThenRetryByHand(t *testing.T) {
 func TestPermanentSnoozeTimeoutPanic(t *testing.T) {
 	rt, _ := setup(t, 4, nil)
 	var snoozes atomic.Int32
-	_ = rt.RegisterFunc("perm", func(context.Context, *Job) (any, error) { return nil, Permanent(errors.New("bad input")) })
-	_ = rt.RegisterFunc("snooze", func(context.Context, *Job) (any, error) {
+	_ = rt.RegisterFunc("perm", func(context.Context, *jobs.Job) (any, error) { return nil, jobs.Permanent(errors.New("bad input")) })
+	_ = rt.RegisterFunc("snooze", func(context.Context, *jobs.Job) (any, error) {
 		if snoozes.Add(1) <= 2 {
-			return nil, Snooze(time.Millisecond)
+			return nil, jobs.Snooze(time.Millisecond)
 		}
 		return nil, nil
 	})
-	_ = rt.Register("slow", Kind{Timeout: 30 * time.Millisecond, Handler: HandlerFunc(func(ctx context.Context, _ *Job) (any, error) {
+	_ = rt.Register("slow", jobs.Kind{Timeout: 30 * time.Millisecond, Handler: jobs.HandlerFunc(func(ctx context.Context, _ *jobs.Job) (any, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})})
-	_ = rt.RegisterFunc("panics", func(context.Context, *Job) (any, error) { panic("kaboom") })
+	_ = rt.RegisterFunc("panics", func(context.Context, *jobs.Job) (any, error) { panic("kaboom") })
 
-	perm := enqueue(t, rt, EnqueueParams{Kind: "perm"})
-	snooze := enqueue(t, rt, EnqueueParams{Kind: "snooze", MaxAttempts: 1})
-	slow := enqueue(t, rt, EnqueueParams{Kind: "slow", MaxAttempts: 1})
-	pan := enqueue(t, rt, EnqueueParams{Kind: "panics", MaxAttempts: 1})
+	perm := enqueue(t, rt, jobs.EnqueueParams{Kind: "perm"})
+	snooze := enqueue(t, rt, jobs.EnqueueParams{Kind: "snooze", MaxAttempts: 1})
+	slow := enqueue(t, rt, jobs.EnqueueParams{Kind: "slow", MaxAttempts: 1})
+	pan := enqueue(t, rt, jobs.EnqueueParams{Kind: "panics", MaxAttempts: 1})
 
-	if j := waitState(t, rt, perm.ID, StateDead); j.Attempt != 1 {
+	if j := waitState(t, rt, perm.ID, jobs.StateDead); j.Attempt != 1 {
 		t.Errorf("permanent error used %d attempts", j.Attempt)
 	}
-	if j := waitState(t, rt, snooze.ID, StateSucceeded); j.Attempt != 1 || snoozes.Load() != 3 {
+	if j := waitState(t, rt, snooze.ID, jobs.StateSucceeded); j.Attempt != 1 || snoozes.Load() != 3 {
 		t.Errorf("snooze consumed attempts: attempt %d, calls %d", j.Attempt, snoozes.Load())
 	}
-	if j := waitState(t, rt, slow.ID, StateDead); !strings.Contains(j.Errors[0].Error, "timed out after 30ms") {
+	if j := waitState(t, rt, slow.ID, jobs.StateDead); !strings.Contains(j.Errors[0].Error, "timed out after 30ms") {
 		t.Errorf("timeout error = %q", j.Errors[0].Error)
 	}
-	if j := waitState(t, rt, pan.ID, StateDead); !strings.Contains(j.Errors[0].Error, "panic: kaboom") {
+	if j := waitState(t, rt, pan.ID, jobs.StateDead); !strings.Contains(j.Errors[0].Error, "panic: kaboom") {
 		t.Errorf("panic error = %q", j.Errors[0].Error)
 	}
 }
@@ -197,28 +192,28 @@ func TestPermanentSnoozeTimeoutPanic(t *testing.T) {
 func TestCancelWaitingAndRunning(t *testing.T) {
 	rt, _ := setup(t, 1, nil)
 	started := make(chan string, 10)
-	_ = rt.RegisterFunc("block", func(ctx context.Context, j *Job) (any, error) {
+	_ = rt.RegisterFunc("block", func(ctx context.Context, j *jobs.Job) (any, error) {
 		started <- j.ID
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
-	running := enqueue(t, rt, EnqueueParams{Kind: "block"})
+	running := enqueue(t, rt, jobs.EnqueueParams{Kind: "block"})
 	<-started
-	delayed := enqueue(t, rt, EnqueueParams{Kind: "block", Delay: time.Hour})
-	if delayed.State != StateScheduled {
+	delayed := enqueue(t, rt, jobs.EnqueueParams{Kind: "block", Delay: time.Hour})
+	if delayed.State != jobs.StateScheduled {
 		t.Fatalf("delayed job is %s", delayed.State)
 	}
-	if j, err := rt.Cancel(context.Background(), delayed.ID); err != nil || j.State != StateCanceled {
+	if j, err := rt.Cancel(context.Background(), delayed.ID); err != nil || j.State != jobs.StateCanceled {
 		t.Fatalf("cancel scheduled: %+v %v", j, err)
 	}
 	if _, err := rt.Cancel(context.Background(), running.ID); err != nil {
 		t.Fatal(err)
 	}
-	j := waitState(t, rt, running.ID, StateCanceled)
+	j := waitState(t, rt, running.ID, jobs.StateCanceled)
 	if j.Attempt != 1 {
 		t.Errorf("canceled running job: %+v", j)
 	}
-	if _, err := rt.Cancel(context.Background(), running.ID); !errors.Is(err, ErrInvalidState) {
+	if _, err := rt.Cancel(context.Background(), running.ID); !errors.Is(err, jobs.ErrInvalidState) {
 		t.Fatalf("cancel of a finished job: %v", err)
 	}
 	select {
@@ -230,40 +225,40 @@ func TestCancelWaitingAndRunning(t *testing.T) {
 
 func TestUniqueKeyReturnsLiveJob(t *testing.T) {
 	rt, _ := setup(t, 1, nil)
-	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
-	a, created, _ := rt.Enqueue(context.Background(), EnqueueParams{Kind: "x", UniqueKey: "k", Delay: time.Hour})
-	b, created2, _ := rt.Enqueue(context.Background(), EnqueueParams{Kind: "x", UniqueKey: "k"})
+	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
+	a, created, _ := rt.Enqueue(context.Background(), jobs.EnqueueParams{Kind: "x", UniqueKey: "k", Delay: time.Hour})
+	b, created2, _ := rt.Enqueue(context.Background(), jobs.EnqueueParams{Kind: "x", UniqueKey: "k"})
 	if !created || created2 || a.ID != b.ID {
 		t.Fatalf("unique: %v %v %s %s", created, created2, a.ID, b.ID)
 	}
 }
 
 func TestDelayedJobBecomesReadyWithFakeClock(t *testing.T) {
-	clock := &fakeClock{t: time.Now()}
-	rt, _ := setup(t, 1, func(o *Options) { o.Now = clock.Now })
-	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
-	j := enqueue(t, rt, EnqueueParams{Kind: "x", Delay: 10 * time.Minute})
+	clock := tandemtest.NewClock(time.Now())
+	rt, _ := setup(t, 1, func(o *jobs.Options) { o.Now = clock.Now })
+	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
+	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "x", Delay: 10 * time.Minute})
 	time.Sleep(30 * time.Millisecond)
-	if got, _ := rt.Get(context.Background(), j.ID); got.State != StateScheduled {
+	if got, _ := rt.Get(context.Background(), j.ID); got.State != jobs.StateScheduled {
 		t.Fatalf("ran early: %s", got.State)
 	}
 	clock.Advance(11 * time.Minute)
-	rt.signal(rt.promote)
-	waitState(t, rt, j.ID, StateSucceeded)
+	rt.WakePromoter()
+	waitState(t, rt, j.ID, jobs.StateSucceeded)
 }
 
 func TestPauseResumeAndPersistence(t *testing.T) {
 	rt, b := setup(t, 1, nil)
-	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
+	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	if err := rt.Pause(context.Background(), "default"); err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.Pause(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
+	if err := rt.Pause(context.Background(), "nope"); !errors.Is(err, jobs.ErrNotFound) {
 		t.Fatalf("pause unknown queue: %v", err)
 	}
-	j := enqueue(t, rt, EnqueueParams{Kind: "x"})
+	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "x"})
 	time.Sleep(50 * time.Millisecond)
-	if got, _ := rt.Get(context.Background(), j.ID); got.State != StateReady {
+	if got, _ := rt.Get(context.Background(), j.ID); got.State != jobs.StateReady {
 		t.Fatalf("paused queue ran a job: %s", got.State)
 	}
 	qs, _ := rt.Queues(context.Background())
@@ -276,63 +271,63 @@ func TestPauseResumeAndPersistence(t *testing.T) {
 	if err := rt.Resume(context.Background(), "default"); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, rt, j.ID, StateSucceeded)
+	waitState(t, rt, j.ID, jobs.StateSucceeded)
 }
 
 func TestValidation(t *testing.T) {
-	rt, _ := setup(t, 1, func(o *Options) { o.MaxPayloadBytes = 64; o.BatchMax = 2 })
-	_ = rt.Register("v", Kind{Handler: HandlerFunc(func(context.Context, *Job) (any, error) { return nil, nil }),
+	rt, _ := setup(t, 1, func(o *jobs.Options) { o.MaxPayloadBytes = 64; o.BatchMax = 2 })
+	_ = rt.Register("v", jobs.Kind{Handler: jobs.HandlerFunc(func(context.Context, *jobs.Job) (any, error) { return nil, nil }),
 		Validate: func(p json.RawMessage) error {
 			if strings.Contains(string(p), "bad") {
-				return &ValidationError{Fields: map[string]string{"payload.x": "is bad"}}
+				return &jobs.ValidationError{Fields: map[string]string{"payload.x": "is bad"}}
 			}
 			return nil
 		}})
 	cases := []struct {
 		name  string
-		p     EnqueueParams
+		p     jobs.EnqueueParams
 		field string
 	}{
-		{"no kind", EnqueueParams{}, "kind"},
-		{"unknown kind", EnqueueParams{Kind: "nope"}, "kind"},
-		{"unknown queue", EnqueueParams{Kind: "v", Queue: "mail"}, "queue"},
-		{"priority", EnqueueParams{Kind: "v", Priority: 10}, "priority"},
-		{"negative delay", EnqueueParams{Kind: "v", Delay: -time.Second}, "delay"},
-		{"both times", EnqueueParams{Kind: "v", Delay: time.Second, RunAt: time.Now().Add(time.Hour)}, "run_at"},
-		{"attempts", EnqueueParams{Kind: "v", MaxAttempts: 1001}, "max_attempts"},
-		{"timeout", EnqueueParams{Kind: "v", Timeout: 25 * time.Hour}, "timeout"},
-		{"payload json", EnqueueParams{Kind: "v", Payload: json.RawMessage(`{`)}, "payload"},
-		{"kind validate", EnqueueParams{Kind: "v", Payload: json.RawMessage(`{"x":"bad"}`)}, "payload.x"},
-		{"unique key", EnqueueParams{Kind: "v", UniqueKey: strings.Repeat("k", 257)}, "unique_key"},
+		{"no kind", jobs.EnqueueParams{}, "kind"},
+		{"unknown kind", jobs.EnqueueParams{Kind: "nope"}, "kind"},
+		{"unknown queue", jobs.EnqueueParams{Kind: "v", Queue: "mail"}, "queue"},
+		{"priority", jobs.EnqueueParams{Kind: "v", Priority: 10}, "priority"},
+		{"negative delay", jobs.EnqueueParams{Kind: "v", Delay: -time.Second}, "delay"},
+		{"both times", jobs.EnqueueParams{Kind: "v", Delay: time.Second, RunAt: time.Now().Add(time.Hour)}, "run_at"},
+		{"attempts", jobs.EnqueueParams{Kind: "v", MaxAttempts: 1001}, "max_attempts"},
+		{"timeout", jobs.EnqueueParams{Kind: "v", Timeout: 25 * time.Hour}, "timeout"},
+		{"payload json", jobs.EnqueueParams{Kind: "v", Payload: json.RawMessage(`{`)}, "payload"},
+		{"kind validate", jobs.EnqueueParams{Kind: "v", Payload: json.RawMessage(`{"x":"bad"}`)}, "payload.x"},
+		{"unique key", jobs.EnqueueParams{Kind: "v", UniqueKey: strings.Repeat("k", 257)}, "unique_key"},
 	}
 	for _, tc := range cases {
 		_, _, err := rt.Enqueue(context.Background(), tc.p)
-		var ve *ValidationError
+		var ve *jobs.ValidationError
 		if !errors.As(err, &ve) || ve.Fields[tc.field] == "" {
 			t.Errorf("%s: got %v, want a ValidationError on %s", tc.name, err, tc.field)
 		}
 	}
 	// A payload over the limit is ErrPayloadTooLarge and names the field, its size and the limit.
 	big := json.RawMessage(`"` + strings.Repeat("x", 100) + `"`)
-	_, _, err := rt.Enqueue(context.Background(), EnqueueParams{Kind: "v", Payload: big})
-	var ve *ValidationError
-	if !errors.Is(err, ErrPayloadTooLarge) || !errors.As(err, &ve) || ve.Fields["payload"] != "must be at most 64 bytes, got 102" ||
+	_, _, err := rt.Enqueue(context.Background(), jobs.EnqueueParams{Kind: "v", Payload: big})
+	var ve *jobs.ValidationError
+	if !errors.Is(err, jobs.ErrPayloadTooLarge) || !errors.As(err, &ve) || ve.Fields["payload"] != "must be at most 64 bytes, got 102" ||
 		err.Error() != "payload too large: payload: must be at most 64 bytes, got 102" {
 		t.Errorf("large payload: %v (fields %v)", err, ve)
 	}
-	_, _, err = rt.EnqueueBatch(context.Background(), []EnqueueParams{{Kind: "v"}, {Kind: "v", Payload: big}})
-	if !errors.Is(err, ErrPayloadTooLarge) || !errors.As(err, &ve) || ve.Fields["jobs[1].payload"] == "" {
+	_, _, err = rt.EnqueueBatch(context.Background(), []jobs.EnqueueParams{{Kind: "v"}, {Kind: "v", Payload: big}})
+	if !errors.Is(err, jobs.ErrPayloadTooLarge) || !errors.As(err, &ve) || ve.Fields["jobs[1].payload"] == "" {
 		t.Errorf("large payload in a batch: %v", err)
 	}
-	_, _, err = rt.EnqueueBatch(context.Background(), []EnqueueParams{{Kind: "v"}, {Kind: "v", Priority: -1}})
+	_, _, err = rt.EnqueueBatch(context.Background(), []jobs.EnqueueParams{{Kind: "v"}, {Kind: "v", Priority: -1}})
 	if !errors.As(err, &ve) || ve.Fields["jobs[1].priority"] == "" {
 		t.Errorf("batch field names: %v", err)
 	}
-	if _, _, err := rt.EnqueueBatch(context.Background(), make([]EnqueueParams, 3)); !errors.As(err, &ve) || ve.Fields["jobs"] == "" {
+	if _, _, err := rt.EnqueueBatch(context.Background(), make([]jobs.EnqueueParams, 3)); !errors.As(err, &ve) || ve.Fields["jobs"] == "" {
 		t.Errorf("batch over max: %v", err)
 	}
-	if jobs, _, _ := rt.List(context.Background(), store.Filter{}); len(jobs) != 0 {
-		t.Fatalf("refused enqueues wrote %d jobs", len(jobs))
+	if js, _, _ := rt.List(context.Background(), jobs.Filter{}); len(js) != 0 {
+		t.Fatalf("refused enqueues wrote %d jobs", len(js))
 	}
 }
 
@@ -349,7 +344,7 @@ func TestNewRefusesAPoolWithoutRoomForPrefetch(t *testing.T) {
 		prefetch int
 		ok       bool
 	}{{4, false}, {3, true}} {
-		_, err := New(Options{Store: b.store, Pool: small, Prefetch: c.prefetch})
+		_, err := jobs.New(jobs.Options{Store: b.store, Pool: small, Prefetch: c.prefetch})
 		if c.ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "backlog (3) must hold the prefetched jobs (Prefetch 4)")) {
 			t.Errorf("prefetch %d with a backlog of 3: %v", c.prefetch, err)
 		}
@@ -357,12 +352,12 @@ func TestNewRefusesAPoolWithoutRoomForPrefetch(t *testing.T) {
 }
 
 func TestMaxPending(t *testing.T) {
-	rt, _ := setup(t, 1, func(o *Options) { o.MaxPending = 2 })
-	_ = rt.RegisterFunc("x", func(context.Context, *Job) (any, error) { return nil, nil })
+	rt, _ := setup(t, 1, func(o *jobs.Options) { o.MaxPending = 2 })
+	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	for range 2 {
-		enqueue(t, rt, EnqueueParams{Kind: "x", Delay: time.Hour})
+		enqueue(t, rt, jobs.EnqueueParams{Kind: "x", Delay: time.Hour})
 	}
-	if _, _, err := rt.Enqueue(context.Background(), EnqueueParams{Kind: "x"}); !errors.Is(err, ErrQueueFull) {
+	if _, _, err := rt.Enqueue(context.Background(), jobs.EnqueueParams{Kind: "x"}); !errors.Is(err, jobs.ErrQueueFull) {
 		t.Fatalf("got %v, want ErrQueueFull", err)
 	}
 }
@@ -372,15 +367,15 @@ func TestMaxPending(t *testing.T) {
 // size + prefetch.
 func TestWeightsCapsAndPrefetch(t *testing.T) {
 	const size, prefetch = 4, 2
-	rt, b := setup(t, size, func(o *Options) {
+	rt, b := setup(t, size, func(o *jobs.Options) {
 		o.Prefetch = prefetch
-		o.Queues = map[string]QueueOptions{"heavy": {Weight: 3}, "light": {Weight: 1}, "capped": {Weight: 4, Concurrency: 1}}
+		o.Queues = map[string]jobs.QueueOptions{"heavy": {Weight: 3}, "light": {Weight: 1}, "capped": {Weight: 4, Concurrency: 1}}
 	})
 	var mu sync.Mutex
 	order := []string{}
 	running := map[string]int{}
 	var capViolation atomic.Bool
-	_ = rt.RegisterFunc("w", func(ctx context.Context, j *Job) (any, error) {
+	_ = rt.RegisterFunc("w", func(ctx context.Context, j *jobs.Job) (any, error) {
 		mu.Lock()
 		order = append(order, j.Queue)
 		running[j.Queue]++
@@ -399,15 +394,15 @@ func TestWeightsCapsAndPrefetch(t *testing.T) {
 	_ = rt.Pause(context.Background(), "capped")
 	var ids []string
 	for _, q := range []string{"heavy", "light", "capped"} {
-		ps := make([]EnqueueParams, 60)
+		ps := make([]jobs.EnqueueParams, 60)
 		for i := range ps {
-			ps[i] = EnqueueParams{Kind: "w", Queue: q}
+			ps[i] = jobs.EnqueueParams{Kind: "w", Queue: q}
 		}
-		jobs, _, err := rt.EnqueueBatch(context.Background(), ps)
+		js, _, err := rt.EnqueueBatch(context.Background(), ps)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, j := range jobs {
+		for _, j := range js {
 			ids = append(ids, j.ID)
 		}
 	}
@@ -423,7 +418,7 @@ func TestWeightsCapsAndPrefetch(t *testing.T) {
 			qs, _ := b.store.Queues(context.Background())
 			n := 0
 			for _, q := range qs {
-				n += q.Counts[StateRunning]
+				n += q.Counts[jobs.StateRunning]
 			}
 			if int64(n) > maxInflight.Load() {
 				maxInflight.Store(int64(n))
@@ -435,7 +430,7 @@ func TestWeightsCapsAndPrefetch(t *testing.T) {
 		_ = rt.Resume(context.Background(), q)
 	}
 	for _, id := range ids {
-		waitState(t, rt, id, StateSucceeded)
+		waitState(t, rt, id, jobs.StateSucceeded)
 	}
 	close(stop)
 	if capViolation.Load() {
@@ -468,7 +463,7 @@ func TestDefaultBackoffBounds(t *testing.T) {
 			base = min(time.Second<<(attempt-1), time.Hour)
 		}
 		for range 50 {
-			d := DefaultBackoff(attempt)
+			d := jobs.DefaultBackoff(attempt)
 			if d < base*3/4 || d > base*5/4 {
 				t.Fatalf("attempt %d: %s outside [%s, %s]", attempt, d, base*3/4, base*5/4)
 			}
@@ -487,13 +482,13 @@ func TestWorkersArePinned(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pinned.Release(context.Background())
-	rt.pool = pinned
+	rt.SetPool(pinned)
 	type seen struct {
 		cpus []int
 		err  error
 	}
 	got := make(chan seen, 8)
-	_ = rt.RegisterFunc("where", func(context.Context, *Job) (any, error) {
+	_ = rt.RegisterFunc("where", func(context.Context, *jobs.Job) (any, error) {
 		cpus, err := pool.ThreadAffinity(pool.Gettid())
 		got <- seen{cpus, err}
 		return nil, nil
@@ -502,7 +497,7 @@ func TestWorkersArePinned(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 4 {
-		enqueue(t, rt, EnqueueParams{Kind: "where"})
+		enqueue(t, rt, jobs.EnqueueParams{Kind: "where"})
 	}
 	for range 4 {
 		s := <-got

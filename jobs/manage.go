@@ -3,8 +3,6 @@ package jobs
 import (
 	"context"
 	"fmt"
-
-	"github.com/tandem-run/tandem/store"
 )
 
 // Get returns one job.
@@ -13,7 +11,7 @@ func (r *Runtime) Get(ctx context.Context, id string) (*Job, error) {
 }
 
 // List returns jobs newest first, and the cursor of the next page ("" at the end).
-func (r *Runtime) List(ctx context.Context, f store.Filter) ([]*Job, string, error) {
+func (r *Runtime) List(ctx context.Context, f Filter) ([]*Job, string, error) {
 	return r.store.List(ctx, f)
 }
 
@@ -70,7 +68,7 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 }
 
 // Queues returns the stats of every configured queue (and of any other queue the store knows).
-func (r *Runtime) Queues(ctx context.Context) ([]store.QueueStats, error) {
+func (r *Runtime) Queues(ctx context.Context) ([]QueueStats, error) {
 	qs, err := r.store.Queues(ctx)
 	if err != nil {
 		return nil, err
@@ -81,7 +79,7 @@ func (r *Runtime) Queues(ctx context.Context) ([]store.QueueStats, error) {
 	}
 	for _, name := range r.QueueNames() {
 		if !known[name] {
-			qs = append(qs, store.QueueStats{Name: name, Counts: zeroCounts()})
+			qs = append(qs, QueueStats{Name: name, Counts: zeroCounts()})
 		}
 	}
 	sortQueues(qs)
@@ -89,17 +87,17 @@ func (r *Runtime) Queues(ctx context.Context) ([]store.QueueStats, error) {
 }
 
 // Queue returns one configured queue's stats; ErrNotFound for an unknown queue.
-func (r *Runtime) Queue(ctx context.Context, name string) (store.QueueStats, error) {
+func (r *Runtime) Queue(ctx context.Context, name string) (QueueStats, error) {
 	qs, err := r.Queues(ctx)
 	if err != nil {
-		return store.QueueStats{}, err
+		return QueueStats{}, err
 	}
 	for _, q := range qs {
 		if q.Name == name {
 			return q, nil
 		}
 	}
-	return store.QueueStats{}, fmt.Errorf("%w: queue %q", ErrNotFound, name)
+	return QueueStats{}, fmt.Errorf("%w: queue %q", ErrNotFound, name)
 }
 
 // Pause stops leasing from a configured queue; the flag survives restarts.
@@ -124,14 +122,14 @@ func (r *Runtime) setPaused(ctx context.Context, queue string, paused bool) erro
 }
 
 func zeroCounts() map[State]int {
-	m := make(map[State]int, len(store.States))
-	for _, s := range store.States {
+	m := make(map[State]int, len(States))
+	for _, s := range States {
 		m[s] = 0
 	}
 	return m
 }
 
-func sortQueues(qs []store.QueueStats) {
+func sortQueues(qs []QueueStats) {
 	for i := 1; i < len(qs); i++ {
 		for k := i; k > 0 && qs[k].Name < qs[k-1].Name; k-- {
 			qs[k], qs[k-1] = qs[k-1], qs[k]

@@ -3,8 +3,6 @@ package jobs
 import (
 	"context"
 	"time"
-
-	"github.com/tandem-run/tandem/store"
 )
 
 // A job holds a lease while it is prefetched or running. A lease that outlives its process (a
@@ -33,7 +31,7 @@ func (r *Runtime) putBack(j *Job, now time.Time, msg string) {
 		return
 	}
 	now = now.UTC()
-	j.Errors = appendError(j.Errors, store.AttemptError{Attempt: j.Attempt, At: now, Error: msg})
+	j.Errors = appendError(j.Errors, AttemptError{Attempt: j.Attempt, At: now, Error: msg})
 	if j.Attempt >= j.MaxAttempts {
 		j.State, j.FinishedAt = StateDead, &now
 		return
@@ -74,59 +72,4 @@ func (r *Runtime) logPutBack(j *Job, msg string) {
 	}
 	r.log.Warn("job attempt failed", "job", j.ID, "kind", j.Kind, "queue", j.Queue, "attempt", j.Attempt,
 		"max_attempts", j.MaxAttempts, "err", msg, "next_run_at", j.RunAt)
-}
-
-// sweepLoop deletes finished jobs past retention and puts back jobs whose lease expired without a
-// live attempt in this process.
-func (r *Runtime) sweepLoop(ctx context.Context) {
-	every := min(r.opts.Retention/10, time.Minute)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := r.opts.Now()
-		if n, err := r.store.Sweep(ctx, now.Add(-r.opts.Retention), 500); err != nil && ctx.Err() == nil {
-			r.log.Error("sweep finished jobs", "err", err)
-		} else if n > 0 {
-			r.log.Debug("swept finished jobs", "jobs", n)
-		}
-		r.reclaimExpired(ctx, now)
-	}
-}
-
-// reclaimExpired puts back the jobs whose lease ended before now and that no attempt of this
-// process holds: their acknowledgement was lost (a failed commit).
-func (r *Runtime) reclaimExpired(ctx context.Context, now time.Time) {
-	ids, err := r.store.Expired(ctx, now, 1000)
-	if err != nil {
-		return
-	}
-	for _, id := range ids {
-		r.mu.Lock()
-		_, live := r.running[id]
-		r.mu.Unlock()
-		if live {
-			continue // its handler is still running here; the timeout will end it
-		}
-		var started bool
-		j, err := r.store.Update(ctx, id, func(j *Job) error {
-			if !j.State.Leased() || j.LeaseUntil == nil || !j.LeaseUntil.Before(now) {
-				return errStale
-			}
-			started = j.State == StateRunning
-			r.putBack(j, now, msgLeaseExpired)
-			j.LeaseUntil = nil
-			return nil
-		})
-		if err == nil && started {
-			r.logPutBack(j, msgLeaseExpired)
-		}
-	}
-	if len(ids) > 0 {
-		r.signal(r.wake)
-	}
 }

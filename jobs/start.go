@@ -3,8 +3,6 @@ package jobs
 import (
 	"context"
 	"time"
-
-	"github.com/tandem-run/tandem/store"
 )
 
 // An attempt starts when a worker calls its handler, and the record says so (prefetched ->
@@ -49,7 +47,7 @@ func (r *Runtime) takeStart(id string) {
 }
 
 // writeStarts writes the starts noted so far; it runs in the committer, one at a time.
-func (r *Runtime) writeStarts(u store.Updater) {
+func (r *Runtime) writeStarts(u Updater) {
 	r.startMu.Lock()
 	marks := r.starts
 	r.starts, r.startsSpare = r.startsSpare, nil

@@ -1,4 +1,4 @@
-package jobs
+package jobs_test
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/jobs"
 
 	"github.com/tandem-run/tandem/store"
 )
@@ -28,7 +30,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func counts(t *testing.T, rt *Runtime, queue string) map[State]int {
+func counts(t *testing.T, rt *jobs.Runtime, queue string) map[jobs.State]int {
 	t.Helper()
 	q, err := rt.Queue(context.Background(), queue)
 	if err != nil {
@@ -41,15 +43,15 @@ func counts(t *testing.T, rt *Runtime, queue string) map[State]int {
 // job a worker runs and prefetched for the three waiting behind it, which have no start time and no
 // attempt; a job's started_at is its handler's start, and its timeout counts from there.
 func TestPrefetchedIsNotRunning(t *testing.T) {
-	rt, b := setup(t, 1, func(o *Options) { o.Prefetch = 3 })
+	rt, b := setup(t, 1, func(o *jobs.Options) { o.Prefetch = 3 })
 	release := make(chan struct{})
 	var handlerStart sync.Map // id -> time.Time, read in the handler
-	_ = rt.Register("block", Kind{Timeout: time.Minute, Handler: HandlerFunc(func(ctx context.Context, j *Job) (any, error) {
+	_ = rt.Register("block", jobs.Kind{Timeout: time.Minute, Handler: jobs.HandlerFunc(func(ctx context.Context, j *jobs.Job) (any, error) {
 		handlerStart.Store(j.ID, time.Now())
 		<-release
 		return nil, nil
 	})})
-	_ = rt.Register("quick", Kind{Timeout: 100 * time.Millisecond, Handler: HandlerFunc(func(ctx context.Context, j *Job) (any, error) {
+	_ = rt.Register("quick", jobs.Kind{Timeout: 100 * time.Millisecond, Handler: jobs.HandlerFunc(func(ctx context.Context, j *jobs.Job) (any, error) {
 		handlerStart.Store(j.ID, time.Now())
 		select {
 		case <-ctx.Done(): // only if its timeout counted its wait behind the blocker
@@ -58,38 +60,38 @@ func TestPrefetchedIsNotRunning(t *testing.T) {
 			return nil, nil
 		}
 	})})
-	first := enqueue(t, rt, EnqueueParams{Kind: "block"})
+	first := enqueue(t, rt, jobs.EnqueueParams{Kind: "block"})
 	waitFor(t, "the first job runs", func() bool { _, ok := handlerStart.Load(first.ID); return ok })
-	var behind []*Job
+	var behind []*jobs.Job
 	for range 2 {
-		behind = append(behind, enqueue(t, rt, EnqueueParams{Kind: "block"}))
+		behind = append(behind, enqueue(t, rt, jobs.EnqueueParams{Kind: "block"}))
 	}
-	quick := enqueue(t, rt, EnqueueParams{Kind: "quick", MaxAttempts: 1})
+	quick := enqueue(t, rt, jobs.EnqueueParams{Kind: "quick", MaxAttempts: 1})
 	behind = append(behind, quick)
-	waitFor(t, "three jobs prefetched", func() bool { return counts(t, rt, "default")[StatePrefetched] == 3 })
+	waitFor(t, "three jobs prefetched", func() bool { return counts(t, rt, "default")[jobs.StatePrefetched] == 3 })
 	c := counts(t, rt, "default")
-	if c[StateRunning] != 1 || b.pool.Stats().Running != 1 {
-		t.Fatalf("the store counts %d running, the pool runs %d; want 1 and 1 (counts %v)", c[StateRunning], b.pool.Stats().Running, c)
+	if c[jobs.StateRunning] != 1 || b.pool.Stats().Running != 1 {
+		t.Fatalf("the store counts %d running, the pool runs %d; want 1 and 1 (counts %v)", c[jobs.StateRunning], b.pool.Stats().Running, c)
 	}
 	for _, j := range behind {
 		got, _ := rt.Get(context.Background(), j.ID)
-		if got.State != StatePrefetched || got.StartedAt != nil || got.Attempt != 0 {
+		if got.State != jobs.StatePrefetched || got.StartedAt != nil || got.Attempt != 0 {
 			t.Errorf("a job waiting for the worker: state %s, started_at %v, attempt %d; want prefetched, none, 0", got.State, got.StartedAt, got.Attempt)
 		}
 	}
-	if running, _, err := rt.List(context.Background(), store.Filter{State: StateRunning}); err != nil || len(running) != 1 || running[0].ID != first.ID {
+	if running, _, err := rt.List(context.Background(), jobs.Filter{State: jobs.StateRunning}); err != nil || len(running) != 1 || running[0].ID != first.ID {
 		t.Errorf("List state=running: %d jobs, %v; want the first only", len(running), err)
 	}
 	got, _ := rt.Get(context.Background(), first.ID)
 	hs, _ := handlerStart.Load(first.ID)
-	if got.State != StateRunning || got.Attempt != 1 || got.StartedAt == nil || got.StartedAt.After(hs.(time.Time)) {
+	if got.State != jobs.StateRunning || got.Attempt != 1 || got.StartedAt == nil || got.StartedAt.After(hs.(time.Time)) {
 		t.Errorf("the running job: %s, attempt %d, started_at %v; its handler started at %v", got.State, got.Attempt, got.StartedAt, hs)
 	}
 	time.Sleep(300 * time.Millisecond) // the quick job waits longer than its timeout
 	released := time.Now()
 	close(release)
 	for _, j := range behind {
-		done := waitState(t, rt, j.ID, StateSucceeded)
+		done := waitState(t, rt, j.ID, jobs.StateSucceeded)
 		hs, _ := handlerStart.Load(j.ID)
 		if done.StartedAt.Before(released) || done.StartedAt.After(hs.(time.Time)) || done.Attempt != 1 {
 			t.Errorf("job %s: started_at %v, attempt %d; the worker was free at %v, its handler started at %v",
@@ -103,9 +105,9 @@ func TestPrefetchedIsNotRunning(t *testing.T) {
 // the job's fault); a prefetched job goes back untouched.
 func TestShutdownGivesTheAttemptBack(t *testing.T) {
 	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
-	rt := build(t, b, 1, func(o *Options) { o.ShutdownTimeout = 50 * time.Millisecond; o.Prefetch = 2 })
+	rt := build(t, b, 1, func(o *jobs.Options) { o.ShutdownTimeout = 50 * time.Millisecond; o.Prefetch = 2 })
 	started := make(chan struct{}, 10)
-	_ = rt.RegisterFunc("forever", func(ctx context.Context, j *Job) (any, error) {
+	_ = rt.RegisterFunc("forever", func(ctx context.Context, j *jobs.Job) (any, error) {
 		started <- struct{}{}
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -113,22 +115,22 @@ func TestShutdownGivesTheAttemptBack(t *testing.T) {
 	if err := rt.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	a := enqueue(t, rt, EnqueueParams{Kind: "forever", MaxAttempts: 1})
+	a := enqueue(t, rt, jobs.EnqueueParams{Kind: "forever", MaxAttempts: 1})
 	<-started
-	waiting := enqueue(t, rt, EnqueueParams{Kind: "forever"})
+	waiting := enqueue(t, rt, jobs.EnqueueParams{Kind: "forever"})
 	waitFor(t, "the second job prefetched", func() bool {
 		j, _ := rt.Get(context.Background(), waiting.ID)
-		return j.State == StatePrefetched
+		return j.State == jobs.StatePrefetched
 	})
 	if err := rt.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ja, _ := b.store.Get(context.Background(), a.ID)
-	if ja.State != StateReady || ja.Attempt != 0 || len(ja.Errors) != 1 || ja.Errors[0].Error != "interrupted: shutdown" || ja.Errors[0].Attempt != 1 {
+	if ja.State != jobs.StateReady || ja.Attempt != 0 || len(ja.Errors) != 1 || ja.Errors[0].Error != "interrupted: shutdown" || ja.Errors[0].Attempt != 1 {
 		t.Errorf("interrupted job = %+v; want ready, attempt 0, one error for attempt 1", ja)
 	}
 	jw, _ := b.store.Get(context.Background(), waiting.ID)
-	if jw.State != StateReady || jw.Attempt != 0 || len(jw.Errors) != 0 {
+	if jw.State != jobs.StateReady || jw.Attempt != 0 || len(jw.Errors) != 0 {
 		t.Errorf("prefetched job = %+v", jw)
 	}
 }
@@ -143,12 +145,12 @@ func TestRecoverAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mk := func(max int) *Job {
-		return &Job{Kind: "x", Queue: "default", State: StateReady, MaxAttempts: max, Timeout: time.Minute}
+	mk := func(max int) *jobs.Job {
+		return &jobs.Job{Kind: "x", Queue: "default", State: jobs.StateReady, MaxAttempts: max, Timeout: time.Minute}
 	}
 	legacy := mk(2)
 	legacy.UniqueKey = "legacy"
-	js, _, err := st.Insert(ctx, []*Job{mk(5), mk(5), mk(1), legacy}, nil)
+	js, _, err := st.Insert(ctx, []*jobs.Job{mk(5), mk(5), mk(1), legacy}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,20 +158,20 @@ func TestRecoverAfterCrash(t *testing.T) {
 	if _, err := st.Lease(ctx, "default", 3, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	for _, j := range []*Job{running, last} { // a worker took these two
-		if _, err := st.Update(ctx, j.ID, func(j *Job) error { j.State, j.Attempt = StateRunning, 1; return nil }); err != nil {
+	for _, j := range []*jobs.Job{running, last} { // a worker took these two
+		if _, err := st.Update(ctx, j.ID, func(j *jobs.Job) error { j.State, j.Attempt = jobs.StateRunning, 1; return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// An older tandem counted an attempt at each lease and kept it at a restart: 2 of 2, ready.
-	if _, err := st.Update(ctx, legacy.ID, func(j *Job) error { j.Attempt = 2; return nil }); err != nil {
+	if _, err := st.Update(ctx, legacy.ID, func(j *jobs.Job) error { j.Attempt = 2; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	st.Close() // the "crash": three jobs are left leased in the file
 	b := &testBundle{path: path}
 	rt := build(t, b, 1, nil)
 	var calls sync.Map
-	_ = rt.RegisterFunc("x", func(_ context.Context, j *Job) (any, error) {
+	_ = rt.RegisterFunc("x", func(_ context.Context, j *jobs.Job) (any, error) {
 		n, _ := calls.LoadOrStore(j.ID, new(atomic.Int32))
 		n.(*atomic.Int32).Add(1)
 		return nil, nil
@@ -177,14 +179,14 @@ func TestRecoverAfterCrash(t *testing.T) {
 	if err := rt.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if j := waitState(t, rt, prefetched.ID, StateSucceeded); j.Attempt != 1 || len(j.Errors) != 0 {
+	if j := waitState(t, rt, prefetched.ID, jobs.StateSucceeded); j.Attempt != 1 || len(j.Errors) != 0 {
 		t.Errorf("the prefetched job: attempt %d, errors %v; want 1 and none", j.Attempt, j.Errors)
 	}
-	if j := waitState(t, rt, running.ID, StateSucceeded); j.Attempt != 2 || len(j.Errors) != 1 || !strings.Contains(j.Errors[0].Error, "process stopped") {
+	if j := waitState(t, rt, running.ID, jobs.StateSucceeded); j.Attempt != 2 || len(j.Errors) != 1 || !strings.Contains(j.Errors[0].Error, "process stopped") {
 		t.Errorf("the running job: attempt %d, errors %v; want 2 and the interruption", j.Attempt, j.Errors)
 	}
 	for _, id := range []string{last.ID, legacy.ID} {
-		j := waitState(t, rt, id, StateDead)
+		j := waitState(t, rt, id, jobs.StateDead)
 		if _, ran := calls.Load(id); ran || j.Attempt > j.MaxAttempts || len(j.Errors) != 1 {
 			t.Errorf("job %s: ran %v, attempt %d of %d, errors %v; want dead, never run again", id, ran, j.Attempt, j.MaxAttempts, j.Errors)
 		}
@@ -228,13 +230,13 @@ func (s *syncBuffer) records(t *testing.T, msg string) []map[string]any {
 // error and next run; a dead job is an error.
 func TestOutcomesAreLogged(t *testing.T) {
 	var logs syncBuffer
-	rt, _ := setup(t, 1, func(o *Options) {
+	rt, _ := setup(t, 1, func(o *jobs.Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		o.Queues = map[string]QueueOptions{"mail": {}}
+		o.Queues = map[string]jobs.QueueOptions{"mail": {}}
 	})
-	_ = rt.RegisterFunc("fail", func(context.Context, *Job) (any, error) { return nil, errors.New("smtp said no") })
-	j := enqueue(t, rt, EnqueueParams{Kind: "fail", Queue: "mail", MaxAttempts: 2})
-	waitState(t, rt, j.ID, StateDead)
+	_ = rt.RegisterFunc("fail", func(context.Context, *jobs.Job) (any, error) { return nil, errors.New("smtp said no") })
+	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "fail", Queue: "mail", MaxAttempts: 2})
+	waitState(t, rt, j.ID, jobs.StateDead)
 	waitFor(t, "the dead job logged", func() bool { return len(logs.records(t, "job dead")) == 1 })
 	failed := logs.records(t, "job attempt failed")
 	if len(failed) != 1 {

@@ -35,7 +35,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/pool"
-	"github.com/tandem-run/tandem/store"
 )
 
 // Options configure Metrics. The zero value is ready to use.
@@ -68,7 +67,7 @@ type Metrics struct {
 	mu     sync.Mutex
 	pools  []*pool.Pool
 	pinned map[string]func() bool
-	queues func(ctx context.Context) ([]store.QueueStats, error)
+	queues func(ctx context.Context) ([]jobs.QueueStats, error)
 }
 
 type routeKey struct {
@@ -130,7 +129,7 @@ func (m *Metrics) RegisterPinned(poolName string, pinned func() bool) {
 }
 
 // RegisterQueues sets where queue depths come from (jobs.Runtime.Queues).
-func (m *Metrics) RegisterQueues(fn func(ctx context.Context) ([]store.QueueStats, error)) {
+func (m *Metrics) RegisterQueues(fn func(ctx context.Context) ([]jobs.QueueStats, error)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.queues = fn
@@ -279,8 +278,8 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descScrapeErr, prometheus.GaugeValue, failed)
 	now := time.Now()
 	for _, q := range qs {
-		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, float64(q.Counts[store.StateReady]), q.Name)
-		for _, st := range store.States {
+		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, float64(q.Counts[jobs.StateReady]), q.Name)
+		for _, st := range jobs.States {
 			ch <- prometheus.MustNewConstMetric(descJobs, prometheus.GaugeValue, float64(q.Counts[st]), q.Name, string(st))
 		}
 		age := 0.0

@@ -13,7 +13,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/pool"
-	"github.com/tandem-run/tandem/store"
 )
 
 // populated returns metrics with 10 queues and 20 kinds of job events recorded.
@@ -23,13 +22,13 @@ func populated(tb testing.TB) *Metrics {
 	p2, _ := pool.New(pool.Options{Name: "jobs", Size: 2})
 	tb.Cleanup(func() { p1.Release(context.Background()); p2.Release(context.Background()) })
 	m.RegisterPools(p1, p2)
-	var qs []store.QueueStats
+	var qs []jobs.QueueStats
 	for q := range 10 {
-		counts := map[store.State]int{}
-		for i, st := range store.States {
+		counts := map[jobs.State]int{}
+		for i, st := range jobs.States {
 			counts[st] = q*10 + i
 		}
-		qs = append(qs, store.QueueStats{Name: fmt.Sprintf("q%d", q), Counts: counts, OldestReady: time.Now().Add(-time.Minute)})
+		qs = append(qs, jobs.QueueStats{Name: fmt.Sprintf("q%d", q), Counts: counts, OldestReady: time.Now().Add(-time.Minute)})
 		for k := range 20 {
 			j := &jobs.Job{Queue: fmt.Sprintf("q%d", q), Kind: fmt.Sprintf("k%d", k), State: jobs.StateSucceeded}
 			o := m.JobsObserver()
@@ -38,7 +37,7 @@ func populated(tb testing.TB) *Metrics {
 			o.Finished(j, time.Millisecond)
 		}
 	}
-	m.RegisterQueues(func(context.Context) ([]store.QueueStats, error) { return qs, nil })
+	m.RegisterQueues(func(context.Context) ([]jobs.QueueStats, error) { return qs, nil })
 	return m
 }
 

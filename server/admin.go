@@ -271,7 +271,7 @@ func (s *Server) pauseQueue(paused bool) http.HandlerFunc {
 			s.writeErr(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, viewQueue(q, time.Now()))
+		writeJSON(w, http.StatusOK, newQueueResponse(q, time.Now()))
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-run/tandem/store"
+	"github.com/tandem-run/tandem/jobs"
 )
 
 // writeJSON encodes with goccy/go-json for speed; every answer must stay byte for byte what
@@ -26,21 +26,21 @@ func FuzzResponseEncodingMatchesStdlib(f *testing.F) {
 			return // encoding/json refuses them; tandem never produces them
 		}
 		at := time.Unix(0, nanos).In(time.FixedZone("z", int(zone%86400)))
-		j := &store.Job{ID: "019ac1d2-0000-7000-8000-000000000000", Kind: kind, Queue: queue, Priority: n % 10, RunAt: at,
-			Attempt: n, MaxAttempts: n * 2, Timeout: time.Duration(n) * time.Second, State: store.StateRetrying,
+		j := &jobs.Job{ID: "019ac1d2-0000-7000-8000-000000000000", Kind: kind, Queue: queue, Priority: n % 10, RunAt: at,
+			Attempt: n, MaxAttempts: n * 2, Timeout: time.Duration(n) * time.Second, State: jobs.StateRetrying,
 			UniqueKey: unique, CreatedAt: at.UTC(), UpdatedAt: at}
 		if json.Valid([]byte(payload)) {
 			j.Payload, j.Result = json.RawMessage(payload), json.RawMessage(payload)
 		}
 		if errText != "" {
-			j.Errors = []store.AttemptError{{Attempt: n, At: at, Error: errText}}
+			j.Errors = []jobs.AttemptError{{Attempt: n, At: at, Error: errText}}
 			j.StartedAt, j.FinishedAt = &at, &at
 		}
 		values := []any{
-			viewJob(j),
-			map[string]any{"jobs": []jobView{viewJob(j), viewJob(&store.Job{})}, "created": n},
-			map[string]any{"jobs": []jobView{}, "next_cursor": unique},
-			map[string]any{"queues": []queueView{{Name: queue, Paused: n%2 == 0, Ready: n, OldestReadyAgeSeconds: age}}},
+			newJobResponse(j),
+			map[string]any{"jobs": []jobResponse{newJobResponse(j), newJobResponse(&jobs.Job{})}, "created": n},
+			map[string]any{"jobs": []jobResponse{}, "next_cursor": unique},
+			map[string]any{"queues": []queueResponse{{Name: queue, Paused: n%2 == 0, Ready: n, OldestReadyAgeSeconds: age}}},
 			errorBody{Error: errText, Fields: map[string]string{kind: errText, queue: unique}},
 			map[string]any{"uptime_seconds": age, "started_at": at, "memory_limit": nil, "version": kind},
 		}
@@ -62,10 +62,10 @@ func FuzzResponseEncodingMatchesStdlib(f *testing.F) {
 // encoding's share of a batch enqueue.
 func BenchmarkWriteJSONBatch(b *testing.B) {
 	now := time.Now().UTC()
-	views := make([]jobView, 100)
+	views := make([]jobResponse, 100)
 	for i := range views {
-		views[i] = viewJob(&store.Job{ID: "019ac1d2-0000-7000-8000-000000000000", Kind: "noop", Queue: "default",
-			RunAt: now, MaxAttempts: 25, Timeout: 30 * time.Minute, State: store.StateReady, CreatedAt: now, UpdatedAt: now})
+		views[i] = newJobResponse(&jobs.Job{ID: "019ac1d2-0000-7000-8000-000000000000", Kind: "noop", Queue: "default",
+			RunAt: now, MaxAttempts: 25, Timeout: 30 * time.Minute, State: jobs.StateReady, CreatedAt: now, UpdatedAt: now})
 	}
 	v := map[string]any{"jobs": views, "created": 100}
 	w := discardWriter{httptest.NewRecorder()}

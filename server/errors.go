@@ -10,7 +10,6 @@ import (
 
 	gojson "github.com/goccy/go-json"
 	"github.com/tandem-run/tandem/jobs"
-	"github.com/tandem-run/tandem/store"
 )
 
 // errorBody is every error's JSON shape.
@@ -90,12 +89,12 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, r, http.StatusNotFound, err.Error())
 	case errors.Is(err, jobs.ErrInvalidState), errors.Is(err, jobs.ErrNotFinished):
 		writeError(w, r, http.StatusConflict, err.Error())
-	case errors.Is(err, store.ErrBadCursor):
+	case errors.Is(err, jobs.ErrBadCursor):
 		badRequest(w, err.Error(), map[string]string{"cursor": "not a cursor from a previous page"})
 	case errors.Is(err, jobs.ErrQueueFull):
 		w.Header().Set("Retry-After", storeRetryAfter)
 		s.internalError(w, r, http.StatusServiceUnavailable, slog.LevelWarn, "the queue is full, try again later", err)
-	case errors.Is(err, store.ErrClosed), errors.Is(err, jobs.ErrStopped):
+	case errors.Is(err, jobs.ErrStoreClosed), errors.Is(err, jobs.ErrStopped):
 		w.Header().Set("Retry-After", storeRetryAfter)
 		writeError(w, r, http.StatusServiceUnavailable, "shutting down")
 	default:

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/jobs"
-	"github.com/tandem-run/tandem/store"
 )
 
 // TestInternalErrorsStayInTheLog: an error from inside (the store's, naming the database's path or
@@ -78,7 +77,7 @@ func TestInternalErrorsStayInTheLog(t *testing.T) {
 	// What the client did wrong stays precise and is not logged as a failure.
 	logs.Reset()
 	w := httptest.NewRecorder()
-	s.writeErr(w, httptest.NewRequest("GET", "/v1/jobs", nil), fmt.Errorf("list: %w: %q", store.ErrBadCursor, "zzz"))
+	s.writeErr(w, httptest.NewRequest("GET", "/v1/jobs", nil), fmt.Errorf("list: %w: %q", jobs.ErrBadCursor, "zzz"))
 	if w.Code != 400 || !strings.Contains(w.Body.String(), `"cursor"`) || logs.Len() != 0 {
 		t.Errorf("bad cursor: %d %s, log %q", w.Code, w.Body, logs.String())
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/tandem-run/tandem/internal/strictjson"
 	"github.com/tandem-run/tandem/jobs"
-	"github.com/tandem-run/tandem/store"
 )
 
 // jobRoutes is the job API; the admin listener mounts the same routes for the dashboard.
@@ -143,7 +142,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 		w.Header().Set("Location", "/v1/jobs/"+j.ID)
 	}
-	writeJSON(w, status, viewJob(j))
+	writeJSON(w, status, newJobResponse(j))
 }
 
 func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
@@ -172,20 +171,8 @@ func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	views := make([]jobView, len(out))
-	for i, j := range out {
-		views[i] = viewJob(j)
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"jobs": views, "created": created})
+	writeJSON(w, http.StatusCreated, map[string]any{"jobs": newJobResponses(out), "created": created})
 }
-
-// jobView is a job as the API shows it: the timeout as a duration string.
-type jobView struct {
-	*store.Job
-	Timeout string `json:"timeout"`
-}
-
-func viewJob(j *jobs.Job) jobView { return jobView{Job: j, Timeout: j.Timeout.String()} }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	j, err := s.opts.Jobs.Get(r.Context(), chi.URLParam(r, "id"))
@@ -193,15 +180,15 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, viewJob(j))
+	writeJSON(w, http.StatusOK, newJobResponse(j))
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := store.Filter{Queue: q.Get("queue"), Kind: q.Get("kind"), State: store.State(q.Get("state")), Cursor: q.Get("cursor")}
+	f := jobs.Filter{Queue: q.Get("queue"), Kind: q.Get("kind"), State: jobs.State(q.Get("state")), Cursor: q.Get("cursor")}
 	fields := map[string]string{}
 	if f.State != "" && !f.State.Valid() {
-		fields["state"] = fmt.Sprintf("must be one of %v", store.States)
+		fields["state"] = fmt.Sprintf("must be one of %v", jobs.States)
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -219,11 +206,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	views := make([]jobView, len(list))
-	for i, j := range list {
-		views[i] = viewJob(j)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": views, "next_cursor": next})
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": newJobResponses(list), "next_cursor": next})
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
@@ -240,7 +223,7 @@ func (s *Server) jobAction(w http.ResponseWriter, r *http.Request, act func(ctx 
 		s.writeErr(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, viewJob(j))
+	writeJSON(w, http.StatusOK, newJobResponse(j))
 }
 
 func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
@@ -251,34 +234,6 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// queueView is a queue as the API shows it.
-type queueView struct {
-	Name                  string  `json:"name"`
-	Paused                bool    `json:"paused"`
-	Scheduled             int     `json:"scheduled"`
-	Ready                 int     `json:"ready"`
-	Prefetched            int     `json:"prefetched"`
-	Running               int     `json:"running"`
-	Retrying              int     `json:"retrying"`
-	Succeeded             int     `json:"succeeded"`
-	Dead                  int     `json:"dead"`
-	Canceled              int     `json:"canceled"`
-	OldestReadyAgeSeconds float64 `json:"oldest_ready_age_seconds"`
-}
-
-func viewQueue(q store.QueueStats, now time.Time) queueView {
-	v := queueView{
-		Name: q.Name, Paused: q.Paused,
-		Scheduled: q.Counts[store.StateScheduled], Ready: q.Counts[store.StateReady], Prefetched: q.Counts[store.StatePrefetched], Running: q.Counts[store.StateRunning],
-		Retrying: q.Counts[store.StateRetrying], Succeeded: q.Counts[store.StateSucceeded], Dead: q.Counts[store.StateDead],
-		Canceled: q.Counts[store.StateCanceled],
-	}
-	if !q.OldestReady.IsZero() {
-		v.OldestReadyAgeSeconds = max(0, now.Sub(q.OldestReady).Seconds())
-	}
-	return v
-}
-
 func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
 	qs, err := s.opts.Jobs.Queues(r.Context())
 	if err != nil {
@@ -286,9 +241,9 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	views := make([]queueView, len(qs))
+	views := make([]queueResponse, len(qs))
 	for i, q := range qs {
-		views[i] = viewQueue(q, now)
+		views[i] = newQueueResponse(q, now)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"queues": views})
 }

@@ -2,6 +2,9 @@
 // API, health endpoints, and a separate admin listener for runtime information, live resizing,
 // metrics and the dashboard.
 //
+// It knows jobs through package jobs alone, never the store behind it, and answers with types of
+// its own (response.go), so neither the record nor its backend is the wire format.
+//
 // Go programs add their own routes to Router() before Start; they run behind the same admission,
 // timeouts and logging as tandem's own:
 //
@@ -191,9 +194,6 @@ func New(opts Options) (*Server, error) {
 
 // Router is the main router; everything mounted on it runs behind admission.
 func (s *Server) Router() chi.Router { return s.router }
-
-// AdminRouter is the admin router; everything on it requires the token unless listed public.
-func (s *Server) AdminRouter() chi.Router { return s.admin }
 
 // Handler returns the main listener's whole handler, for tests and embedding.
 func (s *Server) Handler() http.Handler { return s.outer(s.mainRoot, false) }

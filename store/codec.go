@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandem-run/tandem/jobs"
 )
 
 // recordV2 is the compact binary record: length-prefixed strings and bytes, varints, times as
@@ -17,7 +19,7 @@ import (
 // figures in the commit that introduced it).
 const recordV2 = 2
 
-func encodeV2(j *Job) []byte {
+func encodeV2(j *jobs.Job) []byte {
 	b := make([]byte, 0, 160+len(j.Payload)+len(j.Result))
 	b = append(b, recordV2)
 	b = appendString(b, j.ID)
@@ -101,13 +103,13 @@ func (r *reader) bytes(what string) []byte {
 func (r *reader) str(what string) string { return string(r.bytes(what)) }
 
 // stateOf returns one of the State constants without allocating, or a copy of an unknown one.
-func stateOf(b []byte) State {
-	for _, st := range States {
+func stateOf(b []byte) jobs.State {
+	for _, st := range jobs.States {
 		if string(st) == string(b) {
 			return st
 		}
 	}
-	return State(b)
+	return jobs.State(b)
 }
 
 // interned holds the kind and queue names decoded so far (a handful in practice), so that decoding
@@ -158,9 +160,9 @@ func (r *reader) time(what string) time.Time {
 	return time.Unix(0, r.varint(what)).UTC()
 }
 
-func decodeV2(b []byte) (*Job, error) {
+func decodeV2(b []byte) (*jobs.Job, error) {
 	r := &reader{b: b}
-	j := &Job{}
+	j := &jobs.Job{}
 	j.ID = r.str("id")
 	j.Kind = intern(r.bytes("kind"))
 	j.Queue = intern(r.bytes("queue"))
@@ -179,7 +181,7 @@ func decodeV2(b []byte) (*Job, error) {
 	} else {
 		r.b = r.b[k:]
 		for range n {
-			e := AttemptError{Attempt: int(r.varint("error attempt"))}
+			e := jobs.AttemptError{Attempt: int(r.varint("error attempt"))}
 			e.At = r.time("error time")
 			e.Error = r.str("error")
 			j.Errors = append(j.Errors, e)

@@ -14,15 +14,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	bolt "go.etcd.io/bbolt"
 )
 
 // seededFile writes a real database of n jobs, the i-th with the payload {"marker":"m<i>"}, three
 // of them leased, and returns its path and the jobs.
-func seededFile(t *testing.T, n int) (string, []*Job) {
+func seededFile(t *testing.T, n int) (string, []*jobs.Job) {
 	t.Helper()
 	s, b := setup(t)
-	js := make([]*Job, n)
+	js := make([]*jobs.Job, n)
 	for i := range js {
 		js[i] = newJob("q", 0, time.Time{})
 		js[i].Payload = []byte(fmt.Sprintf(`{"marker":"m%05d"}`, i))
@@ -160,10 +162,10 @@ func TestDamageFoundLaterFailsOperations(t *testing.T) {
 	if _, err := s.Get(ctx, victim.ID); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Get of a job on the damaged page: %v, want ErrCorrupt", err)
 	}
-	if _, err := s.Update(ctx, victim.ID, func(j *Job) error { j.Priority = 5; return nil }); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.Update(ctx, victim.ID, func(j *jobs.Job) error { j.Priority = 5; return nil }); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Update of a job on the damaged page: %v, want ErrCorrupt", err)
 	}
-	if _, _, err := s.List(ctx, Filter{Limit: 1000, Cursor: fmt.Sprintf("%x", mustID(t, js[1600].ID))}); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := s.List(ctx, jobs.Filter{Limit: 1000, Cursor: fmt.Sprintf("%x", mustID(t, js[1600].ID))}); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("List across the damaged page: %v, want ErrCorrupt", err)
 	}
 	if err := s.Check(); !errors.Is(err, ErrCorrupt) {
@@ -173,7 +175,7 @@ func TestDamageFoundLaterFailsOperations(t *testing.T) {
 	if j, err := s.Get(ctx, js[0].ID); err != nil || j.ID != js[0].ID {
 		t.Errorf("Get of a job on a sound page: %v", err)
 	}
-	if _, err := s.Update(ctx, js[0].ID, func(j *Job) error { j.Priority = 5; return nil }); err != nil {
+	if _, err := s.Update(ctx, js[0].ID, func(j *jobs.Job) error { j.Priority = 5; return nil }); err != nil {
 		t.Errorf("Update of a job on a sound page: %v", err)
 	}
 	insert(t, s, newJob("q", 0, time.Time{}))

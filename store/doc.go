@@ -1,5 +1,9 @@
-// Package store persists tandem's jobs in one bbolt file. It knows records, keys and
-// transactions; the meaning of states (retries, backoff, handlers) belongs to package jobs.
+// Package store persists tandem's jobs in one bbolt file: it is the backend behind package jobs,
+// implementing jobs.Store on the record types jobs owns (jobs.Job, jobs.State, ...) and returning
+// jobs' errors (jobs.ErrNotFound, ...); only errors about the file itself (ErrLocked, ErrCorrupt,
+// ErrNotTandem, ErrSchemaVersion) are its own. It knows records, keys and transactions; the
+// meaning of states (retries, backoff, handlers) belongs to package jobs. Callers other than the
+// program that opens the file reach it through a jobs.Runtime.
 //
 // # Layout
 //

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
@@ -18,7 +20,7 @@ import (
 // without a restart.
 func TestDiskFullFailsWritesAndRecovers(t *testing.T) {
 	dir := tandemtest.Tmpfs(t, "8m")
-	b := &bundle{path: filepath.Join(dir, "tandem.db"), clock: &clock{t: time.Now()}}
+	b := &bundle{path: filepath.Join(dir, "tandem.db"), clock: tandemtest.NewClock(time.Now())}
 	s := openAt(t, b)
 	ctx := context.Background()
 	var acked []string
@@ -31,7 +33,7 @@ func TestDiskFullFailsWritesAndRecovers(t *testing.T) {
 	for i := 0; i < 2000 && failed == nil; i++ {
 		j := newJob("q", 0, time.Time{})
 		j.Payload = []byte(`"` + strings.Repeat("x", 4000) + `"`)
-		_, _, failed = s.Insert(ctx, []*Job{j}, nil)
+		_, _, failed = s.Insert(ctx, []*jobs.Job{j}, nil)
 		if failed == nil {
 			acked = append(acked, j.ID)
 		}
@@ -50,7 +52,7 @@ func TestDiskFullFailsWritesAndRecovers(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, _, err := s.Insert(ctx, []*Job{newJob("q", 0, time.Time{})}, nil); err == nil {
+		if _, _, err := s.Insert(ctx, []*jobs.Job{newJob("q", 0, time.Time{})}, nil); err == nil {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("no recovery after space returned: %v", err)

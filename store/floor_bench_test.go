@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
@@ -27,7 +29,7 @@ import (
 // Run: go test -run XXX -bench BboltFloor ./store/
 func BenchmarkBboltFloor(b *testing.B) {
 	j := newJob("default", 0, time.Time{})
-	j.State = StateReady
+	j.State = jobs.StateReady
 	rec, _ := encodeJob(j)
 	for _, layout := range []string{"merged", "split", "lease_entry"} {
 		for _, perTx := range []int{20, 50, 100} {
@@ -64,13 +66,13 @@ func floor(b *testing.B, layout string, perTx int, nosync bool, rec []byte) {
 	b.ResetTimer()
 	for done := 0; done < b.N; done += perTx {
 		err := db.Update(func(tx *bolt.Tx) error {
-			jobs, ready, lease, fin := tx.Bucket(bucketJobs), tx.Bucket(bucketReady), tx.Bucket(bucketLease), tx.Bucket(bucketDone)
+			jb, ready, lease, fin := tx.Bucket(bucketJobs), tx.Bucket(bucketReady), tx.Bucket(bucketLease), tx.Bucket(bucketDone)
 			now := time.Now()
 			for _, e := range leased { // finish (split, lease_entry)
 				if err := lease.Delete(e.lease); err != nil {
 					return err
 				}
-				if err := jobs.Put(e.id, rec); err != nil {
+				if err := jb.Put(e.id, rec); err != nil {
 					return err
 				}
 				if err := fin.Put(timeIDKey(now, e.id), nil); err != nil {
@@ -79,14 +81,14 @@ func floor(b *testing.B, layout string, perTx int, nosync bool, rec []byte) {
 			}
 			leased = leased[:0]
 			for _, e := range inserted { // lease (and finish, when merged)
-				if v := jobs.Get(e.id); v == nil {
+				if v := jb.Get(e.id); v == nil {
 					return fmt.Errorf("job %x missing", e.id)
 				}
 				if err := ready.Delete(e.ready); err != nil {
 					return err
 				}
 				if layout == "merged" {
-					if err := jobs.Put(e.id, rec); err != nil {
+					if err := jb.Put(e.id, rec); err != nil {
 						return err
 					}
 					if err := fin.Put(timeIDKey(now, e.id), nil); err != nil {
@@ -95,7 +97,7 @@ func floor(b *testing.B, layout string, perTx int, nosync bool, rec []byte) {
 					continue
 				}
 				if layout == "split" {
-					if err := jobs.Put(e.id, rec); err != nil {
+					if err := jb.Put(e.id, rec); err != nil {
 						return err
 					}
 				}
@@ -112,7 +114,7 @@ func floor(b *testing.B, layout string, perTx int, nosync bool, rec []byte) {
 					return err
 				}
 				e := floorJob{id: u[:], ready: readyKey("default", 0, now, u[:])}
-				if err := jobs.Put(e.id, rec); err != nil {
+				if err := jb.Put(e.id, rec); err != nil {
 					return err
 				}
 				if err := ready.Put(e.ready, nil); err != nil {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -28,17 +30,21 @@ func BenchmarkFreelist(b *testing.B) {
 				ctx := context.Background()
 				// 20k jobs finished and swept: free pages in the middle of the file.
 				for range 20 {
-					batch := make([]*Job, 1000)
+					batch := make([]*jobs.Job, 1000)
 					for i := range batch {
 						batch[i] = newJob("q", 0, time.Time{})
-						batch[i].State = StateReady
+						batch[i].State = jobs.StateReady
 					}
 					out, _, err := s.Insert(ctx, batch, nil)
 					if err != nil {
 						b.Fatal(err)
 					}
 					for _, j := range out {
-						_, _ = s.Update(ctx, j.ID, func(j *Job) error { now := time.Now(); j.State, j.FinishedAt = StateSucceeded, &now; return nil })
+						_, _ = s.Update(ctx, j.ID, func(j *jobs.Job) error {
+							now := time.Now()
+							j.State, j.FinishedAt = jobs.StateSucceeded, &now
+							return nil
+						})
 					}
 				}
 				if _, err := s.Sweep(ctx, time.Now().Add(time.Hour), 500); err != nil {
@@ -48,7 +54,7 @@ func BenchmarkFreelist(b *testing.B) {
 				b.SetParallelism(32)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, _, err := s.Insert(ctx, []*Job{newJob("q", 0, time.Time{})}, nil); err != nil {
+						if _, _, err := s.Insert(ctx, []*jobs.Job{newJob("q", 0, time.Time{})}, nil); err != nil {
 							b.Error(err)
 							return
 						}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -18,7 +20,7 @@ type txn struct {
 	s             *Store
 	tx            *bolt.Tx
 	now           time.Time
-	deltas        map[string]map[State]int
+	deltas        map[string]map[jobs.State]int
 	pausedChanges map[string]bool
 
 	wb *writeback // the records changed (writeback.go)
@@ -27,7 +29,7 @@ type txn struct {
 func (t *txn) bucket(name []byte) *bolt.Bucket { return t.tx.Bucket(name) }
 
 // count returns the committed count plus this batch's changes so far.
-func (t *txn) count(queue string, st State) int {
+func (t *txn) count(queue string, st jobs.State) int {
 	t.s.mu.RLock()
 	n := t.s.counts[queue][st]
 	t.s.mu.RUnlock()
@@ -35,13 +37,13 @@ func (t *txn) count(queue string, st State) int {
 }
 
 func (t *txn) waiting(queue string) int {
-	return t.count(queue, StateScheduled) + t.count(queue, StateReady) + t.count(queue, StateRetrying)
+	return t.count(queue, jobs.StateScheduled) + t.count(queue, jobs.StateReady) + t.count(queue, jobs.StateRetrying)
 }
 
-func (t *txn) addCount(queue string, st State, d int) {
+func (t *txn) addCount(queue string, st jobs.State, d int) {
 	m := t.deltas[queue]
 	if m == nil {
-		m = map[State]int{}
+		m = map[jobs.State]int{}
 		t.deltas[queue] = m
 	}
 	m[st] += d
@@ -73,15 +75,15 @@ type indexEntry struct{ bucket, key, value []byte }
 
 // indexEntries lists the entries a record owns, all derived from its fields: at most two, returned
 // in an array so the hot paths allocate nothing for the list itself.
-func indexEntries(j *Job, id []byte) (out [2]indexEntry, n int) {
+func indexEntries(j *jobs.Job, id []byte) (out [2]indexEntry, n int) {
 	switch j.State {
-	case StateReady:
+	case jobs.StateReady:
 		out[n] = indexEntry{bucketReady, readyKey(j.Queue, j.Priority, j.RunAt, id), nil}
 		n++
-	case StateScheduled, StateRetrying:
+	case jobs.StateScheduled, jobs.StateRetrying:
 		out[n] = indexEntry{bucketSched, timeIDKey(j.RunAt, id), nil}
 		n++
-	case StatePrefetched, StateRunning:
+	case jobs.StatePrefetched, jobs.StateRunning:
 		lease := j.RunAt
 		if j.LeaseUntil != nil {
 			lease = *j.LeaseUntil
@@ -106,7 +108,7 @@ func indexEntries(j *Job, id []byte) (out [2]indexEntry, n int) {
 // modify is the one read-modify-write of a record inside the transaction: fn changes a copy, and
 // put re-derives the indexes and counters from the old and new record. A non-nil error from fn
 // aborts before anything is written.
-func (t *txn) modify(id []byte, fn func(j *Job) error) (*Job, error) {
+func (t *txn) modify(id []byte, fn func(j *jobs.Job) error) (*jobs.Job, error) {
 	old, err := t.get(id)
 	if err != nil {
 		return nil, err

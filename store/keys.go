@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	"github.com/google/uuid"
 )
 
@@ -22,7 +24,7 @@ func toIDArray(id []byte) (a idArray) { copy(a[:], id); return a }
 func parseID(id string) (idArray, error) {
 	u, err := uuid.Parse(id)
 	if err != nil {
-		return idArray{}, fmt.Errorf("%w: bad id %q", ErrNotFound, id)
+		return idArray{}, fmt.Errorf("%w: bad id %q", jobs.ErrNotFound, id)
 	}
 	return idArray(u), nil
 }
@@ -97,14 +99,14 @@ func queuePrefix(queue string) []byte { return append([]byte(queue), 0) }
 func clampPriority(p int) int { return min(max(p, 0), 9) }
 
 // countKey is queue 0x00 state.
-func countKey(queue string, s State) []byte {
+func countKey(queue string, s jobs.State) []byte {
 	return append(queuePrefix(queue), s...)
 }
 
-func parseCountKey(k []byte) (string, State, bool) {
+func parseCountKey(k []byte) (string, jobs.State, bool) {
 	i := bytes.IndexByte(k, 0)
 	if i < 0 {
 		return "", "", false
 	}
-	return string(k[:i]), State(k[i+1:]), true
+	return string(k[:i]), jobs.State(k[i+1:]), true
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
@@ -17,9 +19,9 @@ import (
 // holds is not written: that job is returned in its place with created false. When maxPending is
 // non-nil and the jobs would take a queue's waiting count over maxPending(queue), nothing is
 // written and the error is ErrQueueFull.
-func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue string) int) (out []*Job, created []bool, err error) {
-	for _, j := range jobs {
-		if j.State != StateReady && j.State != StateScheduled {
+func (s *Store) Insert(ctx context.Context, js []*jobs.Job, maxPending func(queue string) int) (out []*jobs.Job, created []bool, err error) {
+	for _, j := range js {
+		if j.State != jobs.StateReady && j.State != jobs.StateScheduled {
 			return nil, nil, fmt.Errorf("store: insert: state must be ready or scheduled, got %q", j.State)
 		}
 		if j.ID == "" {
@@ -32,14 +34,14 @@ func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue s
 			return nil, nil, fmt.Errorf("store: insert: bad id %q: %w", j.ID, err)
 		}
 	}
-	out = make([]*Job, len(jobs))
-	created = make([]bool, len(jobs))
+	out = make([]*jobs.Job, len(js))
+	created = make([]bool, len(js))
 	err = s.exec(ctx, func(t *txn) error {
 		// Checks first: nothing is written unless everything passes.
 		adds := map[string]int{}
 		keys := map[string]int{} // unique key -> index of the first job in this call holding it
 		var uniq *bolt.Bucket
-		for i, j := range jobs {
+		for i, j := range js {
 			out[i], created[i] = nil, false
 			if j.UniqueKey != "" {
 				if uniq == nil {
@@ -57,7 +59,7 @@ func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue s
 					continue
 				}
 				if first, dup := keys[j.UniqueKey]; dup {
-					out[i] = jobs[first]
+					out[i] = js[first]
 					continue
 				}
 				keys[j.UniqueKey] = i
@@ -67,11 +69,11 @@ func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue s
 		if maxPending != nil {
 			for q, n := range adds {
 				if limit := maxPending(q); limit > 0 && t.waiting(q)+n > limit {
-					return fmt.Errorf("%w: %s holds %d waiting jobs (max_pending %d)", ErrQueueFull, q, t.waiting(q), limit)
+					return fmt.Errorf("%w: %s holds %d waiting jobs (max_pending %d)", jobs.ErrQueueFull, q, t.waiting(q), limit)
 				}
 			}
 		}
-		for i, j := range jobs {
+		for i, j := range js {
 			if out[i] != nil {
 				continue
 			}
@@ -90,7 +92,7 @@ func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue s
 	// keep; only a job named twice in one call (a repeated unique key) is copied, so that no two
 	// entries share a record.
 	if len(out) > 1 {
-		seen := make(map[*Job]bool, len(out))
+		seen := make(map[*jobs.Job]bool, len(out))
 		for i, j := range out {
 			if seen[j] {
 				out[i] = j.Clone()
@@ -104,12 +106,12 @@ func (s *Store) Insert(ctx context.Context, jobs []*Job, maxPending func(queue s
 // UpdateQueued is Update that returns as soon as the request is queued for the committer; wait
 // blocks until its commit and returns what Update would have. Requests commit in queue order, so
 // a write queued after this one can never land before it.
-func (s *Store) UpdateQueued(ctx context.Context, id string, fn func(j *Job) error) (wait func() (*Job, error), err error) {
+func (s *Store) UpdateQueued(ctx context.Context, id string, fn func(j *jobs.Job) error) (wait func() (*jobs.Job, error), err error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, err
 	}
-	var out *Job
+	var out *jobs.Job
 	done, err := s.send(ctx, func(t *txn) error {
 		j, err := t.modify(key, fn)
 		if err != nil {
@@ -121,7 +123,7 @@ func (s *Store) UpdateQueued(ctx context.Context, id string, fn func(j *Job) err
 	if err != nil {
 		return nil, err
 	}
-	return func() (*Job, error) {
+	return func() (*jobs.Job, error) {
 		if err := <-done; err != nil {
 			return nil, err
 		}
@@ -129,12 +131,12 @@ func (s *Store) UpdateQueued(ctx context.Context, id string, fn func(j *Job) err
 	}, nil
 }
 
-// Updater changes jobs inside the transaction of an ApplyQueued request.
-type Updater struct{ t *txn }
+// updater changes jobs inside the transaction of an ApplyQueued request.
+type updater struct{ t *txn }
 
 // Update changes one job as Store.Update does, inside the request's transaction. An error from fn,
-// or ErrNotFound, leaves that job as it was and is returned.
-func (u Updater) Update(id string, fn func(j *Job) error) error {
+// or jobs.ErrNotFound, leaves that job as it was and is returned.
+func (u updater) Update(id string, fn func(j *jobs.Job) error) error {
 	key, err := idKey(id)
 	if err != nil {
 		return err
@@ -148,15 +150,15 @@ func (u Updater) Update(id string, fn func(j *Job) error) error {
 // jobs are only known when the committer gets to them, so that one request carries them all (the
 // jobs package's attempt starts: those whose handler already returned are left to their
 // acknowledgement). Requests commit in queue order, as with UpdateQueued.
-func (s *Store) ApplyQueued(ctx context.Context, fn func(u Updater)) error {
-	_, err := s.send(ctx, func(t *txn) error { fn(Updater{t}); return nil })
+func (s *Store) ApplyQueued(ctx context.Context, fn func(u jobs.Updater)) error {
+	_, err := s.send(ctx, func(t *txn) error { fn(updater{t}); return nil })
 	return err
 }
 
 // Update is a group-committed read-modify-write of one job: fn gets a copy of the record and may
 // change any field but ID; indexes and counters follow from the old and new record. An error from
 // fn aborts this update alone and is returned as is. ErrNotFound when there is no such job.
-func (s *Store) Update(ctx context.Context, id string, fn func(j *Job) error) (*Job, error) {
+func (s *Store) Update(ctx context.Context, id string, fn func(j *jobs.Job) error) (*jobs.Job, error) {
 	wait, err := s.UpdateQueued(ctx, id, fn)
 	if err != nil {
 		return nil, err
@@ -170,15 +172,15 @@ func (s *Store) Update(ctx context.Context, id string, fn func(j *Job) error) (*
 // the caller's write (prefetched -> running, with the attempt and its start time), so that a
 // job waiting for a free worker is never taken for a running one, and a crash can tell the two
 // apart.
-func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Duration) ([]*Job, error) {
-	jobs, wait, err := s.LeaseQueued(ctx, queue, n, leaseFor)
+func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Duration) ([]*jobs.Job, error) {
+	js, wait, err := s.LeaseQueued(ctx, queue, n, leaseFor)
 	if err != nil {
 		return nil, err
 	}
 	if err := wait(); err != nil {
 		return nil, err
 	}
-	return jobs, nil
+	return js, nil
 }
 
 // LeaseQueued is Lease that returns as soon as the jobs are leased in the transaction being built,
@@ -191,11 +193,11 @@ func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Du
 // inserted, retried, promoted) waits for a later lease, so nothing runs that a failed commit could
 // take back from its enqueuer. The jobs returned are shared with the transaction until wait
 // returns: read them, clone them to change them.
-func (s *Store) LeaseQueued(ctx context.Context, queue string, n int, leaseFor time.Duration) (jobs []*Job, wait func() error, err error) {
+func (s *Store) LeaseQueued(ctx context.Context, queue string, n int, leaseFor time.Duration) (js []*jobs.Job, wait func() error, err error) {
 	if n <= 0 || s.Paused(queue) || s.Ready(queue) == 0 {
 		return nil, func() error { return nil }, nil
 	}
-	var out []*Job
+	var out []*jobs.Job
 	leased := make(chan struct{})
 	done, err := s.send(ctx, func(t *txn) error {
 		out = out[:0]
@@ -220,9 +222,9 @@ func (s *Store) LeaseQueued(ctx context.Context, queue string, n int, leaseFor t
 			}
 		}
 		for _, id := range ids {
-			j, err := t.modify(id, func(j *Job) error {
+			j, err := t.modify(id, func(j *jobs.Job) error {
 				lease := t.now.Add(leaseFor)
-				j.State, j.LeaseUntil = StatePrefetched, &lease
+				j.State, j.LeaseUntil = jobs.StatePrefetched, &lease
 				return nil
 			})
 			if err != nil {
@@ -280,7 +282,7 @@ func (s *Store) Promote(ctx context.Context, now time.Time) (moved int, next tim
 				ids = append(ids, append([]byte(nil), k[8:]...))
 			}
 			for _, id := range ids {
-				if _, err := t.modify(id, func(j *Job) error { j.State = StateReady; return nil }); err != nil {
+				if _, err := t.modify(id, func(j *jobs.Job) error { j.State = jobs.StateReady; return nil }); err != nil {
 					return err
 				}
 			}
@@ -299,7 +301,7 @@ func (s *Store) Promote(ctx context.Context, now time.Time) (moved int, next tim
 // prefetched job never ran; a running one was interrupted). LeaseUntil is cleared after fn. It
 // returns how many; call it once at start, before any Lease. With no job left leased, as after a
 // clean stop, it writes nothing.
-func (s *Store) Recover(ctx context.Context, fn func(j *Job)) (int, error) {
+func (s *Store) Recover(ctx context.Context, fn func(j *jobs.Job)) (int, error) {
 	var left bool
 	err := s.view(func(tx *bolt.Tx) error {
 		k, _ := tx.Bucket(bucketLease).Cursor().First()
@@ -321,7 +323,7 @@ func (s *Store) Recover(ctx context.Context, fn func(j *Job)) (int, error) {
 			ids = append(ids, append([]byte(nil), k[8:]...))
 		}
 		// Every change is checked before the first is written: a failed request writes nothing.
-		olds, news := make([]*Job, len(ids)), make([]*Job, len(ids))
+		olds, news := make([]*jobs.Job, len(ids)), make([]*jobs.Job, len(ids))
 		for i, id := range ids {
 			old, err := t.get(id)
 			if err != nil {
@@ -358,7 +360,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			return err
 		}
 		if !j.State.Finished() {
-			return fmt.Errorf("%w: job %s is %s", ErrNotFinished, id, j.State)
+			return fmt.Errorf("%w: job %s is %s", jobs.ErrNotFinished, id, j.State)
 		}
 		return t.remove(j)
 	})

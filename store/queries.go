@@ -9,20 +9,22 @@ import (
 	"sort"
 	"time"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	bolt "go.etcd.io/bbolt"
 )
 
-// Get returns one job, or ErrNotFound.
-func (s *Store) Get(ctx context.Context, id string) (*Job, error) {
+// Get returns one job, or jobs.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*jobs.Job, error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, err
 	}
-	var j *Job
+	var j *jobs.Job
 	err = s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketJobs).Get(key)
 		if v == nil {
-			return ErrNotFound
+			return jobs.ErrNotFound
 		}
 		j, err = decodeJob(v)
 		return err
@@ -30,21 +32,13 @@ func (s *Store) Get(ctx context.Context, id string) (*Job, error) {
 	return j, err
 }
 
-// Filter selects jobs for List. Empty fields match everything.
-type Filter struct {
-	Queue, Kind string
-	State       State
-	Limit       int    // default 50, at most 1000
-	Cursor      string // from a previous List; "" for the first page
-}
-
 // listScanMax bounds how many records one List reads, so a filter that matches nothing in a large
 // store answers quickly; the cursor then continues from where the scan stopped.
 const listScanMax = 20_000
 
 // List returns jobs newest first (ids are time-ordered) that match f, and the cursor of the next
-// page ("" when there is none). A cursor not made by List is ErrBadCursor.
-func (s *Store) List(ctx context.Context, f Filter) ([]*Job, string, error) {
+// page ("" when there is none). A cursor not made by List is jobs.ErrBadCursor.
+func (s *Store) List(ctx context.Context, f jobs.Filter) ([]*jobs.Job, string, error) {
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
@@ -53,11 +47,11 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Job, string, error) {
 	if f.Cursor != "" {
 		b, err := hex.DecodeString(f.Cursor)
 		if err != nil || len(b) != idLen {
-			return nil, "", fmt.Errorf("%w: %q", ErrBadCursor, f.Cursor)
+			return nil, "", fmt.Errorf("%w: %q", jobs.ErrBadCursor, f.Cursor)
 		}
 		from = b
 	}
-	var out []*Job
+	var out []*jobs.Job
 	var next string
 	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketJobs).Cursor()
@@ -115,27 +109,19 @@ func (s *Store) Expired(ctx context.Context, now time.Time, limit int) ([]string
 	return ids, err
 }
 
-// QueueStats describes one queue.
-type QueueStats struct {
-	Name        string
-	Paused      bool
-	Counts      map[State]int // every State, 0 when none
-	OldestReady time.Time     // RunAt of the longest-waiting ready job; zero when none
-}
-
 // Queues returns every queue that has or had jobs, or is paused, sorted by name. Counts come from
 // counters kept by each transaction, never from a scan; the oldest ready job is at most ten seeks.
-func (s *Store) Queues(ctx context.Context) ([]QueueStats, error) {
+func (s *Store) Queues(ctx context.Context) ([]jobs.QueueStats, error) {
 	s.mu.RLock()
-	out := make([]QueueStats, 0, len(s.counts)+len(s.paused))
+	out := make([]jobs.QueueStats, 0, len(s.counts)+len(s.paused))
 	seen := map[string]bool{}
 	add := func(q string) {
 		if seen[q] {
 			return
 		}
 		seen[q] = true
-		qs := QueueStats{Name: q, Paused: s.paused[q], Counts: make(map[State]int, len(States))}
-		for _, st := range States {
+		qs := jobs.QueueStats{Name: q, Paused: s.paused[q], Counts: make(map[jobs.State]int, len(jobs.States))}
+		for _, st := range jobs.States {
 			qs.Counts[st] = s.counts[q][st]
 		}
 		out = append(out, qs)
@@ -151,7 +137,7 @@ func (s *Store) Queues(ctx context.Context) ([]QueueStats, error) {
 	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketReady).Cursor()
 		for i := range out {
-			if out[i].Counts[StateReady] == 0 {
+			if out[i].Counts[jobs.StateReady] == 0 {
 				continue
 			}
 			// Ready keys sort by priority first: the oldest is the first key of some priority.
@@ -180,14 +166,14 @@ func (s *Store) Waiting(queue string) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	c := s.counts[queue]
-	return c[StateScheduled] + c[StateReady] + c[StateRetrying]
+	return c[jobs.StateScheduled] + c[jobs.StateReady] + c[jobs.StateRetrying]
 }
 
 // Ready returns the queue's ready jobs, from the in-memory counters.
 func (s *Store) Ready(queue string) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.counts[queue][StateReady]
+	return s.counts[queue][jobs.StateReady]
 }
 
 // Paused reports whether the queue is paused.

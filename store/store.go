@@ -13,14 +13,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// Sentinel errors callers branch on.
+// Sentinel errors about the file, which Open's callers branch on. The errors of operations on
+// jobs are package jobs' (jobs.ErrNotFound and the rest): the store returns them, or wraps them.
 var (
-	// ErrNotFound means no job has that id.
-	ErrNotFound = errors.New("not found")
 	// ErrLocked means another process holds the database file.
 	ErrLocked = errors.New("database is locked by another process")
 	// ErrNotTandem means the file is a database tandem did not create; it was left untouched.
@@ -30,14 +31,6 @@ var (
 	ErrCorrupt = errors.New("database file is damaged or not a database")
 	// ErrSchemaVersion means the file was written by a newer tandem.
 	ErrSchemaVersion = errors.New("database schema is newer than this tandem")
-	// ErrClosed means the store was closed.
-	ErrClosed = errors.New("store closed")
-	// ErrQueueFull means the queue holds max_pending waiting jobs already; nothing was written.
-	ErrQueueFull = errors.New("queue full")
-	// ErrNotFinished means the job has not finished, so it cannot be deleted.
-	ErrNotFinished = errors.New("job has not finished")
-	// ErrBadCursor means a List cursor was not one List returned.
-	ErrBadCursor = errors.New("bad cursor")
 )
 
 // The freelist settings, chosen with BenchmarkFreelist (20k jobs inserted, finished and swept, then
@@ -100,7 +93,7 @@ type Store struct {
 	closeMu sync.RWMutex // held for reading while sending a request, so Close can drain safely
 
 	mu     sync.RWMutex
-	counts map[string]map[State]int // mirror of the counts bucket, updated after each commit
+	counts map[string]map[jobs.State]int // mirror of the counts bucket, updated after each commit
 	paused map[string]bool
 
 	wb *writeback // the committer's, reused batch after batch
@@ -164,7 +157,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
 		opts: opts, db: db,
 		reqs: make(chan *request, 4096), stop: make(chan struct{}), stopped: make(chan struct{}),
-		counts: map[string]map[State]int{}, paused: map[string]bool{}, wb: newWriteback(),
+		counts: map[string]map[jobs.State]int{}, paused: map[string]bool{}, wb: newWriteback(),
 	}
 	if err := guard(opts.Path, func() error { return s.init(ctx, fs.existed) }); err != nil {
 		db.Close()
@@ -270,10 +263,10 @@ func (s *Store) init(_ context.Context, existed bool) error {
 var errStop = errors.New("stop")
 
 // countsFor returns the mirror's map for a queue, creating it; callers hold s.mu or are in init.
-func (s *Store) countsFor(queue string) map[State]int {
+func (s *Store) countsFor(queue string) map[jobs.State]int {
 	m := s.counts[queue]
 	if m == nil {
-		m = map[State]int{}
+		m = map[jobs.State]int{}
 		s.counts[queue] = m
 	}
 	return m
@@ -282,7 +275,8 @@ func (s *Store) countsFor(queue string) map[State]int {
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.opts.Path }
 
-// Close stops the committer after the requests already sent, fails later ones with ErrClosed, and
+// Close stops the committer after the requests already sent, fails later ones with
+// jobs.ErrStoreClosed, and
 // closes the file.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
@@ -317,7 +311,7 @@ func (s *Store) send(ctx context.Context, fn func(tx *txn) error) (<-chan error,
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed.Load() {
-		return nil, ErrClosed
+		return nil, jobs.ErrStoreClosed
 	}
 	select {
 	case s.reqs <- r:
@@ -427,7 +421,7 @@ func (s *Store) run(batch []*request) (t *txn, results []error, out []*request, 
 				"path", s.opts.Path, "requests", len(out), "err", err, "stack", string(debug.Stack()))
 		}
 	}()
-	t = &txn{s: s, tx: tx, now: s.opts.Now(), deltas: map[string]map[State]int{}, wb: s.wb}
+	t = &txn{s: s, tx: tx, now: s.opts.Now(), deltas: map[string]map[jobs.State]int{}, wb: s.wb}
 	defer s.wb.reset()
 	results = make([]error, 0, len(out))
 	for i := 0; i < len(out); i++ {
@@ -490,3 +484,6 @@ func (s *Store) CommitStats() CommitStats {
 	return CommitStats{Commits: s.commits.Load(), Requests: s.requests.Load(), LastBatch: int(s.lastBatch.Load()),
 		PageBytes: bs.TxStats.GetPageAlloc()}
 }
+
+// The Store is package jobs' backend.
+var _ jobs.Store = (*Store)(nil)

@@ -13,31 +13,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/tandemtest"
+	"github.com/tandem-run/tandem/jobs"
+
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// clock is a fake clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+// ants (linked in through package jobs) starts the goroutines of its default pool at init; they
+// are not ours.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 
 type bundle struct {
 	path  string
-	clock *clock
+	clock *tandemtest.Clock
 }
 
 // setup opens a store on a new file with a fake clock; cleanup checks the file's consistency.
 func setup(t testing.TB) (*Store, *bundle) {
 	t.Helper()
-	b := &bundle{path: filepath.Join(t.TempDir(), "tandem.db"), clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	b := &bundle{path: filepath.Join(t.TempDir(), "tandem.db"), clock: tandemtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
 	return openAt(t, b), b
 }
 
@@ -56,13 +52,13 @@ func openAt(t testing.TB, b *bundle) *Store {
 	return s
 }
 
-func newJob(queue string, prio int, runAt time.Time) *Job {
-	return &Job{Kind: "noop", Queue: queue, Priority: prio, RunAt: runAt, State: StateReady, MaxAttempts: 3}
+func newJob(queue string, prio int, runAt time.Time) *jobs.Job {
+	return &jobs.Job{Kind: "noop", Queue: queue, Priority: prio, RunAt: runAt, State: jobs.StateReady, MaxAttempts: 3}
 }
 
-func insert(t testing.TB, s *Store, jobs ...*Job) []*Job {
+func insert(t testing.TB, s *Store, js ...*jobs.Job) []*jobs.Job {
 	t.Helper()
-	out, _, err := s.Insert(context.Background(), jobs, nil)
+	out, _, err := s.Insert(context.Background(), js, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +73,13 @@ func TestInsertGetAndCounts(t *testing.T) {
 		t.Fatalf("inserted %+v", j)
 	}
 	got, err := s.Get(ctx, j.ID)
-	if err != nil || got.ID != j.ID || got.State != StateReady {
+	if err != nil || got.ID != j.ID || got.State != jobs.StateReady {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if _, err := s.Get(ctx, "00000000-0000-7000-8000-000000000000"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "00000000-0000-7000-8000-000000000000"); !errors.Is(err, jobs.ErrNotFound) {
 		t.Fatalf("missing: %v", err)
 	}
-	if _, err := s.Get(ctx, "not-an-id"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "not-an-id"); !errors.Is(err, jobs.ErrNotFound) {
 		t.Fatalf("bad id: %v", err)
 	}
 	if s.Ready("default") != 1 || s.Waiting("default") != 1 {
@@ -108,7 +104,7 @@ func TestLeaseOrder(t *testing.T) {
 	}
 	for i, j := range got {
 		// Prefetched, not started: no attempt is counted and no start time set until a worker runs it.
-		if j.ID != want[i] || j.State != StatePrefetched || j.Attempt != 0 || j.StartedAt != nil || j.LeaseUntil == nil || !j.LeaseUntil.Equal(now.Add(time.Minute)) {
+		if j.ID != want[i] || j.State != jobs.StatePrefetched || j.Attempt != 0 || j.StartedAt != nil || j.LeaseUntil == nil || !j.LeaseUntil.Equal(now.Add(time.Minute)) {
 			t.Fatalf("lease %d = %+v, want id %s", i, j, want[i])
 		}
 	}
@@ -116,7 +112,7 @@ func TestLeaseOrder(t *testing.T) {
 		t.Fatalf("leased %d jobs twice", len(again))
 	}
 	qs, _ := s.Queues(context.Background())
-	if len(qs) != 2 || qs[1].Name != "q" || qs[1].Counts[StatePrefetched] != 3 || qs[1].Counts[StateRunning] != 0 || qs[1].Counts[StateReady] != 0 {
+	if len(qs) != 2 || qs[1].Name != "q" || qs[1].Counts[jobs.StatePrefetched] != 3 || qs[1].Counts[jobs.StateRunning] != 0 || qs[1].Counts[jobs.StateReady] != 0 {
 		t.Fatalf("queues = %+v", qs)
 	}
 }
@@ -127,7 +123,7 @@ func TestPromoteAndOldestReady(t *testing.T) {
 	now := b.clock.Now()
 	for i := range 3 {
 		j := newJob("q", 0, now.Add(time.Duration(i+1)*time.Minute))
-		j.State = StateScheduled
+		j.State = jobs.StateScheduled
 		insert(t, s, j)
 	}
 	moved, next, err := s.Promote(ctx, now.Add(90*time.Second))
@@ -135,7 +131,7 @@ func TestPromoteAndOldestReady(t *testing.T) {
 		t.Fatalf("Promote = %d, %v, %v", moved, next, err)
 	}
 	qs, _ := s.Queues(ctx)
-	if qs[0].Counts[StateReady] != 1 || qs[0].Counts[StateScheduled] != 2 || !qs[0].OldestReady.Equal(now.Add(time.Minute)) {
+	if qs[0].Counts[jobs.StateReady] != 1 || qs[0].Counts[jobs.StateScheduled] != 2 || !qs[0].OldestReady.Equal(now.Add(time.Minute)) {
 		t.Fatalf("queues = %+v", qs[0])
 	}
 	moved, next, _ = s.Promote(ctx, now.Add(time.Hour))
@@ -152,17 +148,17 @@ func TestUniqueKeys(t *testing.T) {
 	first := insert(t, s, j1)[0]
 	j2 := newJob("q", 0, time.Time{})
 	j2.UniqueKey = "report-42"
-	out, created, err := s.Insert(ctx, []*Job{j2}, nil)
+	out, created, err := s.Insert(ctx, []*jobs.Job{j2}, nil)
 	if err != nil || created[0] || out[0].ID != first.ID {
 		t.Fatalf("duplicate: %v %v %v", out[0].ID, created, err)
 	}
 	// Once the holder finishes, the key is free again.
-	if _, err := s.Update(ctx, first.ID, func(j *Job) error { j.State = StateSucceeded; return nil }); err != nil {
+	if _, err := s.Update(ctx, first.ID, func(j *jobs.Job) error { j.State = jobs.StateSucceeded; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	j3 := newJob("q", 0, time.Time{})
 	j3.UniqueKey = "report-42"
-	out, created, _ = s.Insert(ctx, []*Job{j3}, nil)
+	out, created, _ = s.Insert(ctx, []*jobs.Job{j3}, nil)
 	if !created[0] || out[0].ID == first.ID {
 		t.Fatal("key not released by a finished job")
 	}
@@ -171,19 +167,19 @@ func TestUniqueKeys(t *testing.T) {
 func TestMaxPendingWritesNothing(t *testing.T) {
 	s, _ := setup(t)
 	limit := func(string) int { return 3 }
-	if _, _, err := s.Insert(context.Background(), []*Job{newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{})}, limit); err != nil {
+	if _, _, err := s.Insert(context.Background(), []*jobs.Job{newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{})}, limit); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := s.Insert(context.Background(), []*Job{newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{})}, limit)
-	if !errors.Is(err, ErrQueueFull) {
+	_, _, err := s.Insert(context.Background(), []*jobs.Job{newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{})}, limit)
+	if !errors.Is(err, jobs.ErrQueueFull) {
 		t.Fatalf("got %v, want ErrQueueFull", err)
 	}
 	if s.Waiting("q") != 2 {
 		t.Fatalf("a refused batch wrote: waiting %d", s.Waiting("q"))
 	}
-	jobs, _, _ := s.List(context.Background(), Filter{})
-	if len(jobs) != 2 {
-		t.Fatalf("%d jobs stored", len(jobs))
+	js, _, _ := s.List(context.Background(), jobs.Filter{})
+	if len(js) != 2 {
+		t.Fatalf("%d jobs stored", len(js))
 	}
 }
 
@@ -197,11 +193,11 @@ func TestUpdateErrorAbortsOnlyItself(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		_, errA = s.Update(ctx, a.ID, func(j *Job) error { return bad })
+		_, errA = s.Update(ctx, a.ID, func(j *jobs.Job) error { return bad })
 	}()
 	go func() {
 		defer wg.Done()
-		_, errB = s.Update(ctx, a.ID, func(j *Job) error { j.Priority = 5; return nil })
+		_, errB = s.Update(ctx, a.ID, func(j *jobs.Job) error { j.Priority = 5; return nil })
 	}()
 	wg.Wait()
 	if !errors.Is(errA, bad) || errB != nil {
@@ -233,16 +229,16 @@ func TestRecoverAndReopen(t *testing.T) {
 	if s.Ready("q") != 1 {
 		t.Fatalf("counters not persisted: ready %d", s.Ready("q"))
 	}
-	seen := map[string]State{}
-	n, err := s.Recover(ctx, func(j *Job) { seen[j.ID] = j.State; j.State = StateReady })
+	seen := map[string]jobs.State{}
+	n, err := s.Recover(ctx, func(j *jobs.Job) { seen[j.ID] = j.State; j.State = jobs.StateReady })
 	if err != nil || n != 2 {
 		t.Fatalf("Recover = %d, %v", n, err)
 	}
-	if seen[leased[0].ID] != StatePrefetched || seen[started.ID] != StateRunning {
+	if seen[leased[0].ID] != jobs.StatePrefetched || seen[started.ID] != jobs.StateRunning {
 		t.Fatalf("Recover handed %v", seen)
 	}
 	j, _ := s.Get(ctx, started.ID)
-	if j.State != StateReady || j.Attempt != 1 || j.LeaseUntil != nil {
+	if j.State != jobs.StateReady || j.Attempt != 1 || j.LeaseUntil != nil {
 		t.Fatalf("recovered job = %+v", j)
 	}
 	if s.Ready("q") != 3 {
@@ -253,21 +249,21 @@ func TestRecoverAndReopen(t *testing.T) {
 	}
 	// With nothing left leased, Recover writes nothing.
 	before := s.CommitStats().Commits
-	if n, err := s.Recover(ctx, func(*Job) { t.Error("nothing to recover") }); n != 0 || err != nil || s.CommitStats().Commits != before {
+	if n, err := s.Recover(ctx, func(*jobs.Job) { t.Error("nothing to recover") }); n != 0 || err != nil || s.CommitStats().Commits != before {
 		t.Fatalf("Recover of nothing = %d, %v, %d commits", n, err, s.CommitStats().Commits-before)
 	}
 	// A policy that leaves a job leased fails the whole recovery, which writes nothing.
 	again, _ := s.Lease(ctx, "q", 2, time.Minute)
 	calls := 0
-	if _, err := s.Recover(ctx, func(j *Job) {
+	if _, err := s.Recover(ctx, func(j *jobs.Job) {
 		if calls++; calls == 1 {
-			j.State = StateReady
+			j.State = jobs.StateReady
 		}
 	}); err == nil {
 		t.Fatal("Recover accepted a job left prefetched")
 	}
 	for _, j := range again {
-		if cur, _ := s.Get(ctx, j.ID); cur.State != StatePrefetched {
+		if cur, _ := s.Get(ctx, j.ID); cur.State != jobs.StatePrefetched {
 			t.Fatalf("a failed Recover wrote job %s: %s", j.ID, cur.State)
 		}
 	}
@@ -294,13 +290,13 @@ func TestDeleteAndSweep(t *testing.T) {
 	for range 7 {
 		ids = append(ids, insert(t, s, newJob("q", 0, time.Time{}))[0].ID)
 	}
-	if err := s.Delete(ctx, ids[0]); !errors.Is(err, ErrNotFinished) {
+	if err := s.Delete(ctx, ids[0]); !errors.Is(err, jobs.ErrNotFinished) {
 		t.Fatalf("delete waiting job: %v", err)
 	}
 	for i, id := range ids {
-		if _, err := s.Update(ctx, id, func(j *Job) error {
+		if _, err := s.Update(ctx, id, func(j *jobs.Job) error {
 			fin := b.clock.Now().Add(time.Duration(i) * time.Hour)
-			j.State, j.FinishedAt = StateSucceeded, &fin
+			j.State, j.FinishedAt = jobs.StateSucceeded, &fin
 			return nil
 		}); err != nil {
 			t.Fatal(err)
@@ -309,7 +305,7 @@ func TestDeleteAndSweep(t *testing.T) {
 	if err := s.Delete(ctx, ids[6]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, ids[6]); !errors.Is(err, ErrNotFound) {
+	if err := s.Delete(ctx, ids[6]); !errors.Is(err, jobs.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
 	n, err := s.Sweep(ctx, b.clock.Now().Add(150*time.Minute), 2) // finished at 0h, 1h, 2h
@@ -317,8 +313,8 @@ func TestDeleteAndSweep(t *testing.T) {
 		t.Fatalf("Sweep = %d, %v", n, err)
 	}
 	qs, _ := s.Queues(ctx)
-	if qs[0].Counts[StateSucceeded] != 3 {
-		t.Fatalf("succeeded %d, want 3", qs[0].Counts[StateSucceeded])
+	if qs[0].Counts[jobs.StateSucceeded] != 3 {
+		t.Fatalf("succeeded %d, want 3", qs[0].Counts[jobs.StateSucceeded])
 	}
 }
 
@@ -333,11 +329,11 @@ func TestListPagination(t *testing.T) {
 	var seen []string
 	cursor := ""
 	for page := 0; ; page++ {
-		jobs, next, err := s.List(ctx, Filter{Queue: "a", Limit: 5, Cursor: cursor})
+		js, next, err := s.List(ctx, jobs.Filter{Queue: "a", Limit: 5, Cursor: cursor})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, j := range jobs {
+		for _, j := range js {
 			seen = append(seen, j.ID)
 		}
 		if next == "" {
@@ -357,7 +353,7 @@ func TestListPagination(t *testing.T) {
 	if fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Fatalf("pages = %v\nwant    %v", seen, want)
 	}
-	if _, _, err := s.List(ctx, Filter{Cursor: "zz"}); !errors.Is(err, ErrBadCursor) {
+	if _, _, err := s.List(ctx, jobs.Filter{Cursor: "zz"}); !errors.Is(err, jobs.ErrBadCursor) {
 		t.Fatalf("bad cursor: %v", err)
 	}
 }
@@ -406,7 +402,7 @@ func TestForeignAndDamagedFilesUntouched(t *testing.T) {
 func TestClosedStore(t *testing.T) {
 	s, _ := setup(t)
 	s.Close()
-	if _, _, err := s.Insert(context.Background(), []*Job{newJob("q", 0, time.Time{})}, nil); !errors.Is(err, ErrClosed) {
+	if _, _, err := s.Insert(context.Background(), []*jobs.Job{newJob("q", 0, time.Time{})}, nil); !errors.Is(err, jobs.ErrStoreClosed) {
 		t.Fatalf("insert after close: %v", err)
 	}
 }
@@ -421,7 +417,7 @@ func TestGroupCommit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range each {
-				if _, _, err := s.Insert(context.Background(), []*Job{newJob("q", 0, time.Time{})}, nil); err != nil {
+				if _, _, err := s.Insert(context.Background(), []*jobs.Job{newJob("q", 0, time.Time{})}, nil); err != nil {
 					t.Error(err)
 					return
 				}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -19,8 +21,8 @@ import (
 // pending is one record changed in the current batch.
 type pending struct {
 	key  idArray
-	orig *Job // the record as the file holds it; nil when the batch created it
-	cur  *Job // the record as the batch left it; nil when the batch removed it
+	orig *jobs.Job // the record as the file holds it; nil when the batch created it
+	cur  *jobs.Job // the record as the batch left it; nil when the batch removed it
 }
 
 // writeback is the committer's record of the changes of the batch being built. The committer keeps
@@ -49,7 +51,7 @@ func (w *writeback) reset() {
 }
 
 // entry returns the pending change for key, starting one from orig when there is none.
-func (t *txn) entry(key idArray, orig *Job) *pending {
+func (t *txn) entry(key idArray, orig *jobs.Job) *pending {
 	w := t.wb
 	if p := w.cache[key]; p != nil {
 		return p
@@ -67,7 +69,7 @@ func (t *txn) entry(key idArray, orig *Job) *pending {
 
 // put stores j in place of old (nil for a new record); counters follow at once, the bbolt writes at
 // the flush. j belongs to the transaction from here on: callers may read it but not change it.
-func (t *txn) put(old, j *Job) error {
+func (t *txn) put(old, j *jobs.Job) error {
 	key, err := parseID(j.ID)
 	if err != nil {
 		return err
@@ -84,7 +86,7 @@ func (t *txn) put(old, j *Job) error {
 }
 
 // remove deletes a record and its index entries at the flush.
-func (t *txn) remove(j *Job) error {
+func (t *txn) remove(j *jobs.Job) error {
 	key, err := parseID(j.ID)
 	if err != nil {
 		return err
@@ -96,16 +98,16 @@ func (t *txn) remove(j *Job) error {
 
 // get reads a record inside the transaction: the batch's version when it changed it, else the
 // file's. The result is shared with the transaction: read it, clone it to change it.
-func (t *txn) get(id []byte) (*Job, error) {
+func (t *txn) get(id []byte) (*jobs.Job, error) {
 	if p := t.wb.cache[toIDArray(id)]; p != nil {
 		if p.cur == nil {
-			return nil, ErrNotFound
+			return nil, jobs.ErrNotFound
 		}
 		return p.cur, nil
 	}
 	k, v := t.cursor(bucketJobs).Seek(id)
 	if v == nil || !bytes.Equal(k, id) {
-		return nil, ErrNotFound
+		return nil, jobs.ErrNotFound
 	}
 	return decodeJob(v)
 }

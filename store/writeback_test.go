@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/jobs"
 )
 
 // hold occupies the committer with a request that waits for release, so that requests sent
@@ -71,7 +73,7 @@ func TestOneTransactionManyChanges(t *testing.T) {
 	uniq.UniqueKey = "u1"
 	insert(t, s, uniq)
 
-	id := func(j *Job) []byte { k, _ := idKey(j.ID); return k }
+	id := func(j *jobs.Job) []byte { k, _ := idKey(j.ID); return k }
 	err := s.exec(ctx, func(t *txn) error {
 		fresh := newJob("q", 0, now)
 		fresh.ID = "0190a8c8-0000-7000-8000-000000000001"
@@ -80,16 +82,16 @@ func TestOneTransactionManyChanges(t *testing.T) {
 			// A new record, leased and finished in the same transaction.
 			func() error { return t.put(nil, fresh) },
 			func() error { _, err := t.modify(id(fresh), lease(t.now)); return err },
-			func() error { _, err := t.modify(id(fresh), finish(StateSucceeded, t.now)); return err },
+			func() error { _, err := t.modify(id(fresh), finish(jobs.StateSucceeded, t.now)); return err },
 			// A stored record leased, then put back to ready: its net change is none.
 			func() error { _, err := t.modify(id(kept[0]), lease(t.now)); return err },
 			func() error { _, err := t.modify(id(kept[0]), back); return err },
 			// A stored record leased, a scan in between (written back), then dead.
 			func() error { _, err := t.modify(id(kept[1]), lease(t.now)); return err },
 			func() error { _, err := t.scan(bucketLease); return err },
-			func() error { _, err := t.modify(id(kept[1]), finish(StateDead, t.now)); return err },
+			func() error { _, err := t.modify(id(kept[1]), finish(jobs.StateDead, t.now)); return err },
 			// A unique job finished (its key freed) and then removed.
-			func() error { _, err := t.modify(id(uniq), finish(StateCanceled, t.now)); return err },
+			func() error { _, err := t.modify(id(uniq), finish(jobs.StateCanceled, t.now)); return err },
 			func() error {
 				j, err := t.get(id(uniq))
 				if err != nil {
@@ -103,7 +105,7 @@ func TestOneTransactionManyChanges(t *testing.T) {
 				return fmt.Errorf("step %d: %w", i, err)
 			}
 		}
-		if _, err := t.get(id(uniq)); !errors.Is(err, ErrNotFound) {
+		if _, err := t.get(id(uniq)); !errors.Is(err, jobs.ErrNotFound) {
 			return fmt.Errorf("removed record still read: %v", err)
 		}
 		if !t.changedInBatch(id(kept[0])) || t.changedInBatch([]byte("0123456789abcdef")) {
@@ -116,33 +118,33 @@ func TestOneTransactionManyChanges(t *testing.T) {
 	}
 	for _, c := range []struct {
 		id    string
-		state State
-	}{{"0190a8c8-0000-7000-8000-000000000001", StateSucceeded}, {kept[0].ID, StateReady}, {kept[1].ID, StateDead}} {
+		state jobs.State
+	}{{"0190a8c8-0000-7000-8000-000000000001", jobs.StateSucceeded}, {kept[0].ID, jobs.StateReady}, {kept[1].ID, jobs.StateDead}} {
 		if j, err := s.Get(ctx, c.id); err != nil || j.State != c.state {
 			t.Fatalf("%s: %+v, %v; want %s", c.id, j, err, c.state)
 		}
 	}
-	if _, err := s.Get(ctx, uniq.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, uniq.ID); !errors.Is(err, jobs.ErrNotFound) {
 		t.Fatalf("removed job: %v", err)
 	}
 	// Both unique keys are free again.
 	again := newJob("q", 0, now)
 	again.UniqueKey = "u1"
-	if _, created, err := s.Insert(ctx, []*Job{again}, nil); err != nil || !created[0] {
+	if _, created, err := s.Insert(ctx, []*jobs.Job{again}, nil); err != nil || !created[0] {
 		t.Fatalf("u1 not freed: %v", err)
 	}
 }
 
 // leased is what LeaseQueued returned.
 type leased struct {
-	jobs []*Job
+	jobs []*jobs.Job
 	wait func() error
 	err  error
 }
 
 // leaseWhileHeld opens a store with one ready job, holds the committer, and queues a LeaseQueued
 // for it behind the hold; release lets the batch run.
-func leaseWhileHeld(t *testing.T) (s *Store, b *bundle, j *Job, release func(), got <-chan leased) {
+func leaseWhileHeld(t *testing.T) (s *Store, b *bundle, j *jobs.Job, release func(), got <-chan leased) {
 	t.Helper()
 	s, b = setup(t)
 	j = insert(t, s, newJob("q", 0, b.clock.Now()))[0]
@@ -157,27 +159,27 @@ func leaseWhileHeld(t *testing.T) (s *Store, b *bundle, j *Job, release func(), 
 func leaseQueued(s *Store, queue string) <-chan leased {
 	got := make(chan leased, 1)
 	go func() {
-		jobs, wait, err := s.LeaseQueued(context.Background(), queue, 5, time.Minute)
-		got <- leased{jobs, wait, err}
+		js, wait, err := s.LeaseQueued(context.Background(), queue, 5, time.Minute)
+		got <- leased{js, wait, err}
 	}()
 	return got
 }
 
-func lease(now time.Time) func(j *Job) error {
-	return func(j *Job) error {
+func lease(now time.Time) func(j *jobs.Job) error {
+	return func(j *jobs.Job) error {
 		until := now.Add(time.Minute)
-		j.State, j.StartedAt, j.LeaseUntil = StateRunning, &now, &until
+		j.State, j.StartedAt, j.LeaseUntil = jobs.StateRunning, &now, &until
 		j.Attempt++
 		return nil
 	}
 }
 
-func finish(st State, now time.Time) func(j *Job) error {
-	return func(j *Job) error { j.State, j.LeaseUntil, j.FinishedAt = st, nil, &now; return nil }
+func finish(st jobs.State, now time.Time) func(j *jobs.Job) error {
+	return func(j *jobs.Job) error { j.State, j.LeaseUntil, j.FinishedAt = st, nil, &now; return nil }
 }
 
-func back(j *Job) error {
-	j.State, j.LeaseUntil, j.StartedAt = StateReady, nil, nil
+func back(j *jobs.Job) error {
+	j.State, j.LeaseUntil, j.StartedAt = jobs.StateReady, nil, nil
 	j.Attempt--
 	return nil
 }
@@ -193,13 +195,13 @@ func TestLeaseQueuedReturnsBeforeTheCommit(t *testing.T) {
 	release()
 	within(t, entered)
 	r := within(t, got)
-	if r.err != nil || len(r.jobs) != 1 || r.jobs[0].ID != j.ID || r.jobs[0].State != StatePrefetched {
+	if r.err != nil || len(r.jobs) != 1 || r.jobs[0].ID != j.ID || r.jobs[0].State != jobs.StatePrefetched {
 		t.Fatalf("LeaseQueued = %+v", r)
 	}
 	if s.CommitStats().Commits != before {
 		t.Fatal("the lease returned after its commit, not before")
 	}
-	wait, err := s.UpdateQueued(ctx, j.ID, finish(StateSucceeded, b.clock.Now()))
+	wait, err := s.UpdateQueued(ctx, j.ID, finish(jobs.StateSucceeded, b.clock.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +209,7 @@ func TestLeaseQueuedReturnsBeforeTheCommit(t *testing.T) {
 	if err := r.wait(); err != nil {
 		t.Fatal(err)
 	}
-	if done, err := wait(); err != nil || done.State != StateSucceeded {
+	if done, err := wait(); err != nil || done.State != jobs.StateSucceeded {
 		t.Fatalf("ack: %+v, %v", done, err)
 	}
 	if s.CommitStats().Commits != before+1 {
@@ -223,29 +225,29 @@ func TestLeaseQueuedSkipsJobsOfItsOwnBatch(t *testing.T) {
 	old := insert(t, s, newJob("q", 0, b.clock.Now()))[0]
 	release := hold(t, s, nil)
 	inserted := make(chan error, 1)
-	go func() { _, _, err := s.Insert(ctx, []*Job{newJob("q", 9, b.clock.Now())}, nil); inserted <- err }()
+	go func() { _, _, err := s.Insert(ctx, []*jobs.Job{newJob("q", 9, b.clock.Now())}, nil); inserted <- err }()
 	queued(t, s, 1)
-	leased := make(chan []*Job, 1)
+	leased := make(chan []*jobs.Job, 1)
 	go func() {
-		jobs, wait, err := s.LeaseQueued(ctx, "q", 5, time.Minute)
+		js, wait, err := s.LeaseQueued(ctx, "q", 5, time.Minute)
 		if err == nil {
 			err = wait()
 		}
 		if err != nil {
 			t.Error(err)
 		}
-		leased <- jobs
+		leased <- js
 	}()
 	queued(t, s, 2)
 	release()
 	if err := within(t, inserted); err != nil {
 		t.Fatal(err)
 	}
-	if jobs := within(t, leased); len(jobs) != 1 || jobs[0].ID != old.ID {
-		t.Fatalf("leased %d jobs, want only the one on disk before", len(jobs))
+	if js := within(t, leased); len(js) != 1 || js[0].ID != old.ID {
+		t.Fatalf("leased %d jobs, want only the one on disk before", len(js))
 	}
-	if jobs, err := s.Lease(ctx, "q", 5, time.Minute); err != nil || len(jobs) != 1 {
-		t.Fatalf("the new job was not leased later: %d, %v", len(jobs), err)
+	if js, err := s.Lease(ctx, "q", 5, time.Minute); err != nil || len(js) != 1 {
+		t.Fatalf("the new job was not leased later: %d, %v", len(js), err)
 	}
 }
 
@@ -267,7 +269,7 @@ func TestLeaseQueuedFailedCommit(t *testing.T) {
 	if err := r.wait(); !errors.Is(err, errWrite) {
 		t.Fatalf("wait = %v, want the batch's failure", err)
 	}
-	if cur, err := s.Get(ctx, j.ID); err != nil || cur.State != StateReady || cur.Attempt != 0 {
+	if cur, err := s.Get(ctx, j.ID); err != nil || cur.State != jobs.StateReady || cur.Attempt != 0 {
 		t.Fatalf("after the failed lease: %+v, %v", cur, err)
 	}
 	if s.Ready("q") != 1 {
@@ -283,10 +285,10 @@ func TestApplyQueuedChangesManyInOneRequest(t *testing.T) {
 	js := insert(t, s, newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{}), newJob("q", 0, time.Time{}))
 	before := s.CommitStats().Requests
 	errs := make(chan []error, 1)
-	err := s.ApplyQueued(ctx, func(u Updater) {
+	err := s.ApplyQueued(ctx, func(u jobs.Updater) {
 		var out []error
 		for i, j := range js {
-			out = append(out, u.Update(j.ID, func(j *Job) error {
+			out = append(out, u.Update(j.ID, func(j *jobs.Job) error {
 				if i == 1 {
 					return errors.New("not this one")
 				}
@@ -294,14 +296,14 @@ func TestApplyQueuedChangesManyInOneRequest(t *testing.T) {
 				return nil
 			}))
 		}
-		out = append(out, u.Update("01a23437-0e09-785d-9ecd-270806c402b2", func(*Job) error { return nil }))
+		out = append(out, u.Update("01a23437-0e09-785d-9ecd-270806c402b2", func(*jobs.Job) error { return nil }))
 		errs <- out
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := within(t, errs)
-	if got[0] != nil || got[1] == nil || got[2] != nil || !errors.Is(got[3], ErrNotFound) {
+	if got[0] != nil || got[1] == nil || got[2] != nil || !errors.Is(got[3], jobs.ErrNotFound) {
 		t.Fatalf("Update errors %v", got)
 	}
 	if err := s.Ping(ctx); err != nil { // after the request's commit

@@ -1,0 +1,19 @@
+package jobs
+
+import "github.com/tandem-run/tandem/pool"
+
+// The internals the tests of package jobs_test reach; they live outside package jobs because
+// they use package store, which imports jobs.
+
+// WakePromoter wakes the promoter, as the arrival of a delayed job does.
+func (r *Runtime) WakePromoter() { r.signal(r.promote) }
+
+// Inflight is how many leased jobs are not yet acknowledged.
+func (r *Runtime) Inflight() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inflight
+}
+
+// SetPool replaces the pool the handlers run on.
+func (r *Runtime) SetPool(p *pool.Pool) { r.pool = p }

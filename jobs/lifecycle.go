@@ -1,0 +1,88 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The causes a job's context can be canceled with.
+var (
+	errCanceledByUser = errors.New("canceled")
+	errShutdown       = errors.New("interrupted: shutdown")
+	errTimeout        = errors.New("timed out")
+)
+
+// Start recovers the jobs a previous process left leased (recover.go), then starts the dispatcher, the
+// promoter of delayed jobs and the retention sweeper. Stop stops them.
+func (r *Runtime) Start(ctx context.Context) error {
+	r.mu.Lock()
+	if r.started {
+		r.mu.Unlock()
+		return errors.New("jobs: already started")
+	}
+	r.started = true
+	r.mu.Unlock()
+	if err := r.recoverLeases(ctx); err != nil {
+		return fmt.Errorf("jobs: recover: %w", err)
+	}
+	r.runCtx, r.runStop = context.WithCancelCause(context.Background())
+	loopCtx, cancel := context.WithCancel(context.Background())
+	r.loopStop = cancel
+	r.loops.Add(3)
+	go func() { defer r.loops.Done(); r.dispatchLoop(loopCtx) }()
+	go func() { defer r.loops.Done(); r.promoteLoop(loopCtx) }()
+	go func() { defer r.loops.Done(); r.sweepLoop(loopCtx) }()
+	return nil
+}
+
+// Stop shuts down in this order (asynq's): stop leasing; prefetched jobs, not started, go back to
+// ready; running jobs may finish until ShutdownTimeout or ctx ends, whichever is first; then their
+// contexts are canceled and they go back to ready with the interruption recorded ("interrupted:
+// shutdown") and the attempt given back, since a deploy is not the job's fault; every
+// acknowledgement is written; then Stop returns.
+func (r *Runtime) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.started || r.stopping {
+		r.mu.Unlock()
+		return nil
+	}
+	r.stopping = true
+	r.mu.Unlock()
+
+	r.loopStop()
+	r.loops.Wait()
+	// Prefetched jobs still waiting for a worker go back now, not after the grace period.
+	r.mu.Lock()
+	for _, lj := range r.running {
+		if !lj.started {
+			lj.cancel(errShutdown)
+		}
+	}
+	r.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		r.jobsWG.Wait()
+		// No acknowledgement can be queued any more; the drainer exits once it sees that.
+		r.ackers.Wait()
+		close(done)
+	}()
+	grace := time.NewTimer(r.opts.ShutdownTimeout)
+	defer grace.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	r.log.Warn("shutdown timeout: canceling running jobs; they go back to ready")
+	r.runStop(errShutdown)
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("jobs: stop: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,132 @@
+package jobs
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// State of a job.
+type State string
+
+// The states a job moves through.
+const (
+	StateScheduled  State = "scheduled"  // waiting for RunAt (a delayed job)
+	StateReady      State = "ready"      // can run now
+	StatePrefetched State = "prefetched" // leased by the process, waiting for a free worker
+	StateRunning    State = "running"    // its handler runs (a worker took it)
+	StateRetrying   State = "retrying"   // failed, waiting for its backoff (RunAt)
+	StateSucceeded  State = "succeeded"
+	StateDead       State = "dead"     // out of attempts, or a permanent error
+	StateCanceled   State = "canceled" // canceled by hand
+)
+
+// States lists every state, in the order a job moves through them.
+var States = []State{StateScheduled, StateReady, StatePrefetched, StateRunning, StateRetrying, StateSucceeded, StateDead, StateCanceled}
+
+// Finished reports whether the job is done for good (succeeded, dead or canceled).
+func (s State) Finished() bool {
+	return s == StateSucceeded || s == StateDead || s == StateCanceled
+}
+
+// Waiting reports whether the job waits to run (scheduled, ready or retrying): what max_pending counts.
+func (s State) Waiting() bool {
+	return s == StateScheduled || s == StateReady || s == StateRetrying
+}
+
+// Leased reports whether a process holds the job's lease (prefetched or running): what a crash
+// leaves behind for Recover.
+func (s State) Leased() bool { return s == StatePrefetched || s == StateRunning }
+
+// Valid reports whether s is one of States.
+func (s State) Valid() bool {
+	for _, v := range States {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// AttemptError is the error of one attempt.
+type AttemptError struct {
+	Attempt int
+	At      time.Time
+	Error   string
+}
+
+// Job is a job's record, as a Store keeps it and a Handler gets it. It has no JSON form of its
+// own: the HTTP API maps it to its response type (package server), and each Store encodes it in
+// its own format.
+type Job struct {
+	ID          string // UUIDv7; Store.Insert assigns one when empty
+	Kind        string
+	Queue       string
+	Payload     json.RawMessage
+	Priority    int // 0..9, higher runs first
+	RunAt       time.Time
+	Attempt     int // attempts started so far (a handler was called)
+	MaxAttempts int
+	Timeout     time.Duration
+	State       State
+	Errors      []AttemptError // the last attempts' errors, oldest first
+	Result      json.RawMessage
+	UniqueKey   string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	StartedAt   *time.Time // when the last attempt's handler started
+	FinishedAt  *time.Time
+	LeaseUntil  *time.Time // while prefetched or running: when the lease ends
+}
+
+// Clone returns a deep copy, so a caller can change it without touching the original.
+func (j *Job) Clone() *Job {
+	c := *j
+	c.Payload = append(json.RawMessage(nil), j.Payload...)
+	c.Result = append(json.RawMessage(nil), j.Result...)
+	c.Errors = append([]AttemptError(nil), j.Errors...)
+	for _, p := range []**time.Time{&c.StartedAt, &c.FinishedAt, &c.LeaseUntil} {
+		if *p != nil {
+			t := **p
+			*p = &t
+		}
+	}
+	if len(j.Payload) == 0 {
+		c.Payload = nil
+	}
+	if len(j.Result) == 0 {
+		c.Result = nil
+	}
+	return &c
+}
+
+// Filter selects jobs for List. Empty fields match everything.
+type Filter struct {
+	Queue, Kind string
+	State       State
+	Limit       int    // default 50, at most 1000
+	Cursor      string // from a previous List; "" for the first page
+}
+
+// QueueStats describes one queue.
+type QueueStats struct {
+	Name        string
+	Paused      bool
+	Counts      map[State]int // every State, 0 when none
+	OldestReady time.Time     // RunAt of the longest-waiting ready job; zero when none
+}
+
+// Errors of a Store that callers of the runtime branch on. A Store returns them, or errors that
+// wrap them.
+var (
+	// ErrNotFound means no job has that id (or, from Runtime.Queue and Pause, no such queue).
+	ErrNotFound = errors.New("not found")
+	// ErrQueueFull means the queue holds max_pending waiting jobs already; nothing was written.
+	ErrQueueFull = errors.New("queue full")
+	// ErrNotFinished means the job has not finished, so it cannot be deleted.
+	ErrNotFinished = errors.New("job has not finished")
+	// ErrBadCursor means a List cursor was not one List returned.
+	ErrBadCursor = errors.New("bad cursor")
+	// ErrStoreClosed means the store was closed: nothing more can be written or read.
+	ErrStoreClosed = errors.New("store closed")
+)

@@ -1,0 +1,114 @@
+package jobs
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the backend that keeps the jobs: package store implements it on a bbolt file. The
+// runtime gives states their meaning (retries, backoff, recovery); a Store keeps records, their
+// indexes and counters consistent, and makes each write durable before it reports it done.
+//
+// # Commits
+//
+// Writes are group-committed: the requests sent while a commit is being made share the next one,
+// in the order they were sent, so a write sent after another never lands before it. A request
+// whose own checks fail (a full queue, a missing job, an error from fn) fails alone and writes
+// nothing; a commit that fails (a full disk) fails every request it carried and leaves the jobs as
+// they were. The ...Queued methods return once their request is queued, and report its commit
+// through the function they return; a method that takes no such function waits for its commit.
+//
+// # Errors
+//
+// Methods return ErrNotFound, ErrQueueFull, ErrNotFinished, ErrBadCursor and ErrStoreClosed (or
+// errors wrapping them) as documented; any other error is the backend's own (an I/O error, a
+// damaged file), and the write it came from did not happen.
+//
+// Every method is safe for concurrent use. The *Job values returned are the caller's, except
+// where said.
+type Store interface {
+	// Insert writes new jobs in one commit, all or nothing. It assigns an ID to each job with
+	// none (a UUIDv7, so ids sort by creation) and sets CreatedAt; State must be ready or
+	// scheduled. A job whose UniqueKey a live (unfinished) job holds is not written: that job is
+	// returned in its place with created false. When maxPending is non-nil and the jobs would
+	// take a queue's waiting jobs (State.Waiting) past maxPending(queue), when it is above 0,
+	// nothing is written and the error wraps ErrQueueFull.
+	Insert(ctx context.Context, jobs []*Job, maxPending func(queue string) int) (out []*Job, created []bool, err error)
+
+	// Get returns one job, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Job, error)
+
+	// Update is a read-modify-write of one job, in a shared commit: fn gets a copy of the record
+	// and may change any field but ID. An error from fn aborts this update alone and is returned
+	// as it is. ErrNotFound when there is no such job. It returns the job as written.
+	Update(ctx context.Context, id string, fn func(j *Job) error) (*Job, error)
+
+	// UpdateQueued is Update that returns as soon as the request is queued; wait blocks until its
+	// commit and returns what Update would have.
+	UpdateQueued(ctx context.Context, id string, fn func(j *Job) error) (wait func() (*Job, error), err error)
+
+	// ApplyQueued queues fn and returns once it is queued; fn runs inside the commit its request
+	// joins and changes any number of jobs through u, each as Update does. It is for writes whose
+	// jobs are only known when the commit is made (the runtime's attempt starts, start.go). The
+	// commit is not reported: a later request's wait covers it, since requests land in order.
+	ApplyQueued(ctx context.Context, fn func(u Updater)) error
+
+	// LeaseQueued takes up to n ready jobs of queue, best first (priority, then RunAt, then ID),
+	// and marks them prefetched with LeaseUntil now+leaseFor; Attempt and StartedAt stay as they
+	// were. A paused queue gives none. It returns as soon as the jobs are leased in the commit
+	// being built; wait blocks until that commit and returns its error. If the commit fails, the
+	// jobs were never leased: they are still ready, and a later Update finds them not prefetched.
+	// It only takes jobs whose state is committed, so nothing runs that a failed commit could take
+	// back from its enqueuer. The jobs returned are shared with the commit until wait returns:
+	// read them, Clone them to change them.
+	LeaseQueued(ctx context.Context, queue string, n int, leaseFor time.Duration) (jobs []*Job, wait func() error, err error)
+
+	// Promote moves scheduled and retrying jobs whose RunAt is not after now to ready, in commits
+	// of a bounded size. It returns how many moved and the earliest RunAt still ahead (zero when
+	// none).
+	Promote(ctx context.Context, now time.Time) (moved int, next time.Time, err error)
+
+	// Recover hands each job a previous process left leased (prefetched or running) to fn, which
+	// gets a copy and must move it out of those states; LeaseUntil is cleared after fn. All of
+	// them are written in one commit, or none; it returns how many. Call it once at start, before
+	// any lease. With no job left leased it writes nothing.
+	Recover(ctx context.Context, fn func(j *Job)) (int, error)
+
+	// Expired returns the ids of leased jobs whose LeaseUntil is before now, at most limit,
+	// soonest first. It reads only.
+	Expired(ctx context.Context, now time.Time, limit int) ([]string, error)
+
+	// Delete removes a finished job: ErrNotFinished when it has not finished, ErrNotFound when
+	// there is no such job.
+	Delete(ctx context.Context, id string) error
+
+	// Sweep deletes the jobs that finished before `before`, at most batch per commit (a default
+	// when batch <= 0), until none is left or ctx ends, and returns how many.
+	Sweep(ctx context.Context, before time.Time, batch int) (int, error)
+
+	// List returns the jobs that match f, newest first, and the cursor of the next page ("" when
+	// there is none); it may return fewer than f.Limit jobs with a cursor, when it bounds its
+	// scan. A cursor List did not return is ErrBadCursor.
+	List(ctx context.Context, f Filter) ([]*Job, string, error)
+
+	// Queues returns every queue that has or had jobs, or is paused, sorted by name, with a count
+	// for every State.
+	Queues(ctx context.Context) ([]QueueStats, error)
+
+	// SetPaused pauses or resumes a queue, durably; a paused queue leases nothing.
+	SetPaused(ctx context.Context, queue string, paused bool) error
+
+	// Ready returns the queue's committed ready jobs. It must be cheap (the dispatcher asks
+	// before every lease) and never blocks on a commit.
+	Ready(queue string) int
+
+	// Paused reports whether the queue is paused; as cheap as Ready.
+	Paused(queue string) bool
+}
+
+// Updater changes jobs inside the commit of an ApplyQueued request.
+type Updater interface {
+	// Update changes one job as Store.Update does. An error from fn, or ErrNotFound, leaves that
+	// job as it was and is returned.
+	Update(id string, fn func(j *Job) error) error
+}
