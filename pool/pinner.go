@@ -167,15 +167,3 @@ func (p *pinner) close() {
 		close(p.wake)
 	}
 }
-
-// CPUOf returns the CPU the calling worker's thread was pinned to, and whether it was. Handlers use
-// it for logs and tests; it is cheap.
-func (p *Pool) CPUOf(tid int) (int, bool) {
-	if p.pinner == nil {
-		return 0, false
-	}
-	p.pinner.mu.Lock()
-	defer p.pinner.mu.Unlock()
-	cpu, ok := p.pinner.pinned[tid]
-	return cpu, ok
-}

@@ -52,9 +52,6 @@ func (n *Notifier) Ready(status string) error {
 	return notify(daemon.SdNotifyReady + "\nSTATUS=" + status)
 }
 
-// Status sets the status line systemctl shows.
-func (n *Notifier) Status(status string) error { return notify("STATUS=" + status) }
-
 // Stopping tells systemd the service is shutting down.
 func (n *Notifier) Stopping(status string) error {
 	return notify(daemon.SdNotifyStopping + "\nSTATUS=" + status)
