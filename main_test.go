@@ -3,11 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
 // The root package's tests run the commands in this process, through run with an environment of
@@ -32,15 +33,7 @@ func runCmd(t *testing.T, env []string, args ...string) result {
 }
 
 // writeFile writes content to path, creating its directory.
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+func writeFile(t *testing.T, path, content string) { tandemtest.WriteFile(t, path, content) }
 
 // emptyConfig returns an empty config file to pass as --config, so that a command run in this
 // process does not read the repository's ./config.yaml (the working directory of the tests).

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
 // tandemBin is the real binary, built once by TestMain for every test here (with the race
@@ -88,15 +90,7 @@ func runTandem(t *testing.T, dir string, env []string, args ...string) result {
 }
 
 // writeFile writes content to path, creating its directory.
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+func writeFile(t *testing.T, path, content string) { tandemtest.WriteFile(t, path, content) }
 
 // TestVersionCommand: the binary reports the version stamped into it at link time.
 func TestVersionCommand(t *testing.T) {

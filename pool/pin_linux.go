@@ -12,20 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func schedAffinity() ([]int, error) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return nil, fmt.Errorf("sched_getaffinity: %w", err)
-	}
-	var cpus []int
-	for i := 0; i < len(set)*64; i++ {
-		if set.IsSet(i) {
-			cpus = append(cpus, i)
-		}
-	}
-	return cpus, nil
-}
-
 // PinThread locks the calling goroutine to its OS thread for good (runtime.LockOSThread, never
 // undone: when the goroutine exits Go destroys the thread, so a pinned thread never returns to the
 // scheduler to run other goroutines) and restricts that thread to cpu.

@@ -9,7 +9,6 @@ import (
 
 var errNoPinning = errors.New("cpu pinning needs linux")
 
-func schedAffinity() ([]int, error)         { return nil, errNoPinning }
 func PinThread(cpu int) error               { return errNoPinning }
 func setAffinity([]int) error               { return errNoPinning }
 func Gettid() int                           { return os.Getpid() }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/tandemtest"
+	"github.com/tandem-run/tandem/sizing"
 )
 
 // runPinned runs n tasks at once on p, each blocked until all n have started, and returns the ids
@@ -64,7 +65,7 @@ func alive(t *testing.T, tids []int) int {
 // the 3 workers it no longer needs, whether they were idle when it shrank or still running; it
 // pins new threads when it grows again.
 func TestShrinkReleasesPinnedThreads(t *testing.T) {
-	cpus, err := schedAffinity()
+	cpus, err := sizing.Affinity()
 	if err != nil {
 		t.Skipf("no CPU affinity here: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tandem-run/tandem/sizing"
 )
 
 // pinner runs a pinned pool's workers: each pins its OS thread to one CPU when it starts, keeps it
@@ -39,7 +41,7 @@ type pinner struct {
 func newPinner(cpus []int, size int, log *slog.Logger) *pinner {
 	// The calling goroutine is not a worker, so its thread is not pinned: its affinity is the
 	// process's.
-	free, err := schedAffinity()
+	free, err := sizing.Affinity()
 	if err != nil {
 		free = cpus
 	}

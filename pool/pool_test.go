@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tandem-run/tandem/internal/tandemtest"
+	"github.com/tandem-run/tandem/sizing"
 )
 
 // ants starts the goroutines of its package-level default pool at init; they are not ours.
@@ -267,7 +268,7 @@ func TestConcurrentChurn(t *testing.T) {
 // backlog itself, in FIFO order, on its own (pinned) thread, and goes on after a panic; an Acquire
 // waiter still gets the slot handed over; a Submit whose context ends while it waits never runs.
 func TestFinishingWorkerTakesQueuedTasks(t *testing.T) {
-	cpus, err := schedAffinity()
+	cpus, err := sizing.Affinity()
 	if err != nil {
 		t.Skipf("no CPU affinity here: %v", err)
 	}

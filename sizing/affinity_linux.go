@@ -8,8 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// schedAffinity returns the CPUs the calling process may run on (sched_getaffinity).
-func schedAffinity() ([]int, error) {
+// Affinity returns the CPUs the calling thread may run on (sched_getaffinity); for a thread that
+// was not pinned, that is the process's affinity mask.
+func Affinity() ([]int, error) {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		return nil, fmt.Errorf("sched_getaffinity: %w", err)

@@ -4,5 +4,5 @@ package sizing
 
 import "errors"
 
-// schedAffinity has no portable equivalent off Linux; Detect then reports no affinity.
-func schedAffinity() ([]int, error) { return nil, errors.New("cpu affinity needs linux") }
+// Affinity has no portable equivalent off Linux; Detect then reports no affinity.
+func Affinity() ([]int, error) { return nil, errors.New("cpu affinity needs linux") }

@@ -34,7 +34,7 @@ func Detect(opts DetectOptions) (Resources, error) {
 		opts.Root = "/"
 	}
 	if opts.Affinity == nil {
-		opts.Affinity = schedAffinity
+		opts.Affinity = Affinity
 	}
 	var r Resources
 	cpus, err := opts.Affinity()

@@ -1,6 +1,8 @@
 package tandemtest
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -14,5 +16,16 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// WriteFile writes content to path, creating its directory, and fails the test on error.
+func WriteFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
