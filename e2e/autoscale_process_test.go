@@ -114,8 +114,12 @@ func TestAutoscaleGrowsAtOnceAndShrinksWhenIdle(t *testing.T) {
 	}
 	poll("jobs pool at its max of 8", 30*time.Second, func(all map[string]poolJSON) bool { return all["jobs"].Size == 8 })
 	steps := resizes(t, p.Logs(), "jobs")
-	if len(steps) == 0 || len(steps) > 2 {
-		t.Fatalf("the jobs pool went %v to reach 8 workers: want at most 2 resizes", steps)
+	// One worker a tick (the old controller) takes 7 resizes from 1 to 8. Growing in proportion
+	// takes 2: a quarter on the first busy tick, then the backlog. A third is allowed because on
+	// a loaded machine a tick can catch a worker between two 100 ms jobs, which is not a busy
+	// tick, and the next busy one counts as the first again.
+	if len(steps) == 0 || len(steps) > 3 {
+		t.Fatalf("the jobs pool went %v to reach 8 workers: want at most 3 resizes", steps)
 	}
 	t.Logf("the jobs pool went 1 -> %v", steps)
 	pid := p.Cmd.Process.Pid
