@@ -187,7 +187,7 @@ func runJobs(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 }
 
 // queueCols are the columns of a queue, in the API's order.
-var queueCols = []string{"name", "paused", "scheduled", "ready", "running", "retrying", "succeeded", "dead", "canceled", "oldest_ready_age_seconds"}
+var queueCols = []string{"name", "paused", "scheduled", "ready", "prefetched", "running", "retrying", "succeeded", "dead", "canceled", "oldest_ready_age_seconds"}
 
 func runQueues(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("queues", "[list] | pause NAME | resume NAME", stderr)
