@@ -49,3 +49,21 @@ func TestShutdownDelay(t *testing.T) {
 		t.Error("new connection accepted after shutdown")
 	}
 }
+
+// TestShutdownAfterDeadListenerSkipsTheDelay: once a listener's Serve failed, Shutdown drains at
+// once instead of serving on for shutdown_delay with half of tandem gone.
+func TestShutdownAfterDeadListenerSkipsTheDelay(t *testing.T) {
+	b := setup(t, func(o *Options) { o.ShutdownDelay = time.Minute }, nil)
+	_ = b.srv.mainLn.Close() // Serve returns an error that is not ErrServerClosed
+	select {
+	case <-b.srv.Errors():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the closed listener was not reported")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = b.srv.Shutdown(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("Shutdown waited out its delay after a listener had died")
+	}
+}

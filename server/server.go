@@ -166,16 +166,19 @@ type Server struct {
 	mainRoot chi.Router // the main listener's whole router (health outside admission)
 	admin    chi.Router
 
-	ready     atomic.Bool
-	draining  atomic.Bool // Shutdown began: /readyz says so, responses close their connections
-	access    accessPolicy
-	main      *http.Server
-	adminSrv  *http.Server
-	mainLn    net.Listener
-	adminLn   net.Listener
-	started   time.Time
-	serveErrs chan error
-	wg        sync.WaitGroup
+	ready    atomic.Bool
+	draining atomic.Bool // Shutdown began: /readyz says so, responses close their connections
+	// A listener's Serve failed: the shutdown delay, for load balancers to stop sending, would
+	// only keep a half-dead process up, so Shutdown skips it.
+	listenerDied atomic.Bool
+	access       accessPolicy
+	main         *http.Server
+	adminSrv     *http.Server
+	mainLn       net.Listener
+	adminLn      net.Listener
+	started      time.Time
+	serveErrs    chan error
+	wg           sync.WaitGroup
 }
 
 // New builds both routers. Add routes to Router() before Start.
@@ -245,6 +248,7 @@ func (s *Server) Start(ctx context.Context) error {
 			defer s.wg.Done()
 			if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("listener stopped", "addr", p.ln.Addr().String(), "err", err)
+				s.listenerDied.Store(true)
 				s.serveErrs <- err
 			}
 		}()
@@ -287,7 +291,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.main == nil {
 		return nil
 	}
-	if d := s.opts.ShutdownDelay; d > 0 && !again {
+	if d := s.opts.ShutdownDelay; d > 0 && !again && !s.listenerDied.Load() {
 		s.log.Info("readiness off; serving on before closing the listener", "shutdown_delay", d.String())
 		t := time.NewTimer(d)
 		select {
