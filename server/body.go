@@ -56,10 +56,20 @@ func (s *Server) bufferBody(next http.Handler) http.Handler {
 			s.internalError(w, r, http.StatusBadRequest, slog.LevelInfo, "the request body could not be read", err)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = &bufferedBody{Reader: bytes.NewReader(body), b: body}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// bufferedBody is a body bufferBody already read: handlers may read it as any body, and the job
+// API's readBody takes the bytes as they are instead of copying them again.
+type bufferedBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+// Close implements io.Closer; there is nothing to release.
+func (*bufferedBody) Close() error { return nil }
 
 // readWhole reads r's body within BodyTimeout. Where the connection's deadline cannot be set (a
 // wrapper of the ResponseWriter without Unwrap), only ReadTimeout bounds the read.

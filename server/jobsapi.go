@@ -108,6 +108,9 @@ func parseDuration(raw json.RawMessage) (time.Duration, error) {
 
 // readBody reads a JSON request body (the body limit applies).
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if bb, ok := r.Body.(*bufferedBody); ok && bb.Len() == len(bb.b) { // read before admission, unread since
+		return bb.b, true
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		s.writeErr(w, r, fmt.Errorf("%w: %w", errReadBody, err))
