@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
 // TestDialAddr: a listen address becomes the address a client on the same host dials.
@@ -50,21 +51,10 @@ func TestCommandOf(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestClientRefusedConnection: nothing listening says where the client looked.
 func TestClientRefusedConnection(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	port := tandemtest.FreePort(t)
 	want := fmt.Sprintf("is tandem running at http://127.0.0.1:%d?", port)
 	for _, args := range [][]string{{"jobs", "list"}, {"healthcheck"}, {"enqueue", "noop"}} {
 		r := runCmd(t, []string{fmt.Sprintf("TANDEM_SERVER_ADDR=:%d", port)}, append([]string{"--config", emptyConfig(t)}, args...)...)

@@ -3,11 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
 // TestJobsCLI drives the operator CLI against a running tandem: enqueue (with a bad payload, an
@@ -77,24 +78,13 @@ func TestJobsCLI(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestClientReadsTheConfiguration: a tandem on non-default ports, set by the environment, is found
 // by `tandem healthcheck` and the client commands given the same environment, or a config file
 // naming the same addresses (":PORT", which they dial on 127.0.0.1) and the admin token.
 func TestClientReadsTheConfiguration(t *testing.T) {
 	t.Parallel()
 	const token = "file-token"
-	httpPort, adminPort := freePort(t), freePort(t)
+	httpPort, adminPort := tandemtest.FreePort(t), tandemtest.FreePort(t)
 	env := []string{fmt.Sprintf("TANDEM_SERVER_ADDR=127.0.0.1:%d", httpPort), fmt.Sprintf("TANDEM_ADMIN_ADDR=127.0.0.1:%d", adminPort)}
 	startTandem(t, append(env, "TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_ADMIN_TOKEN="+token)...)
 

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tandem-run/tandem/internal/tandemtest"
 )
 
 // dockerfile is what the image's HEALTHCHECK depends on, read from the Dockerfile.
@@ -77,12 +79,12 @@ func TestDockerHealthcheckFollowsTheConfiguration(t *testing.T) {
 		}
 		return out
 	}
-	port := freePort(t)
+	port := tandemtest.FreePort(t)
 	startTandem(t, env(port)...)
 	if r := runTandem(t, dir, env(port), d.healthcheck[1:]...); r.code != 0 {
 		t.Fatalf("HEALTHCHECK %v against tandem on port %d: %+v", d.healthcheck, port, r)
 	}
-	if r := runTandem(t, dir, env(freePort(t)), d.healthcheck[1:]...); r.code != 1 {
+	if r := runTandem(t, dir, env(tandemtest.FreePort(t)), d.healthcheck[1:]...); r.code != 1 {
 		t.Fatalf("HEALTHCHECK with nothing on the configured port: %+v, want exit 1", r)
 	}
 }

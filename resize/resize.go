@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 
 	"github.com/tandem-run/tandem/pool"
@@ -88,18 +87,6 @@ func (r *Resizer) Add(name string, size func() int, apply func(n int) (int, erro
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pools[name] = &target{size: size, apply: apply}
-}
-
-// Names returns the pools' names, sorted.
-func (r *Resizer) Names() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.pools))
-	for n := range r.pools {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Resize sets pool name to n on behalf of by and returns the size it had. attrs are added to the
