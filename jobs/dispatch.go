@@ -62,7 +62,7 @@ func (r *Runtime) dispatchOnce(ctx context.Context) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			jobs, wait, err := r.store.LeaseQueued(ctx, q, n, r.leaseFor(q))
+			jobs, wait, err := r.store.LeaseQueued(ctx, Lease{Queue: q, N: n, For: r.leaseFor(q), Cap: r.opts.Queues[q].Concurrency})
 			if err == nil && r.leaseFailed.Load() {
 				if err = wait(); err != nil {
 					jobs = nil // not leased on disk: they stay ready there

@@ -77,6 +77,7 @@ type Job struct {
 	StartedAt   *time.Time // when the last attempt's handler started
 	FinishedAt  *time.Time
 	LeaseUntil  *time.Time // while prefetched or running: when the lease ends
+	AttemptedBy []string   // the node (Options.Node) that ran each attempt, oldest first, at most maxErrorsKept
 }
 
 // Clone returns a deep copy, so a caller can change it without touching the original.
@@ -85,6 +86,7 @@ func (j *Job) Clone() *Job {
 	c.Payload = append(json.RawMessage(nil), j.Payload...)
 	c.Result = append(json.RawMessage(nil), j.Result...)
 	c.Errors = append([]AttemptError(nil), j.Errors...)
+	c.AttemptedBy = append([]string(nil), j.AttemptedBy...)
 	for _, p := range []**time.Time{&c.StartedAt, &c.FinishedAt, &c.LeaseUntil} {
 		if *p != nil {
 			t := **p

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Store is the backend that keeps the jobs: package store implements it on a bbolt file. The
+// Store is the backend that keeps the jobs: package store implements it on a bbolt file, package
+// store/postgres on a Postgres database that several processes share (Shared). The
 // runtime gives states their meaning (retries, backoff, recovery); a Store keeps records, their
 // indexes and counters consistent, and makes each write durable before it reports it done.
 //
@@ -53,15 +54,15 @@ type Store interface {
 	// commit is not reported: a later request's wait covers it, since requests land in order.
 	ApplyQueued(ctx context.Context, fn func(u Updater)) error
 
-	// LeaseQueued takes up to n ready jobs of queue, best first (priority, then RunAt, then ID),
-	// and marks them prefetched with LeaseUntil now+leaseFor; Attempt and StartedAt stay as they
-	// were. A paused queue gives none. It returns as soon as the jobs are leased in the commit
+	// LeaseQueued takes up to l.N ready jobs of l.Queue, best first (priority, then RunAt, then
+	// ID), and marks them prefetched with LeaseUntil now+l.For; Attempt and StartedAt stay as they
+	// were. A paused queue gives none; with l.Cap set, a Shared store leases none beyond it. It returns as soon as the jobs are leased in the commit
 	// being built; wait blocks until that commit and returns its error. If the commit fails, the
 	// jobs were never leased: they are still ready, and a later Update finds them not prefetched.
 	// It only takes jobs whose state is committed, so nothing runs that a failed commit could take
 	// back from its enqueuer. The jobs returned are shared with the commit until wait returns:
 	// read them, Clone them to change them.
-	LeaseQueued(ctx context.Context, queue string, n int, leaseFor time.Duration) (jobs []*Job, wait func() error, err error)
+	LeaseQueued(ctx context.Context, l Lease) (jobs []*Job, wait func() error, err error)
 
 	// Promote moves scheduled and retrying jobs whose RunAt is not after now to ready, in commits
 	// of a bounded size. It returns how many moved and the earliest RunAt still ahead (zero when
@@ -71,7 +72,7 @@ type Store interface {
 	// Recover hands each job a previous process left leased (prefetched or running) to fn, which
 	// gets a copy and must move it out of those states; LeaseUntil is cleared after fn. All of
 	// them are written in one commit, or none; it returns how many. Call it once at start, before
-	// any lease. With no job left leased it writes nothing.
+	// any lease. With no job left leased it writes nothing. A Shared store hands none (see Shared).
 	Recover(ctx context.Context, fn func(j *Job)) (int, error)
 
 	// Expired returns the ids of leased jobs whose LeaseUntil is before now, at most limit,
@@ -104,6 +105,20 @@ type Store interface {
 
 	// Paused reports whether the queue is paused; as cheap as Ready.
 	Paused(queue string) bool
+
+	// Ping checks that the store answers: a read that goes to the disk or the database.
+	Ping(ctx context.Context) error
+}
+
+// Lease asks LeaseQueued for jobs.
+type Lease struct {
+	Queue string
+	N     int           // at most this many
+	For   time.Duration // the lease's length
+	// Cap is the queue's concurrency cap: a Shared store leases none that would leave more than
+	// Cap of the queue's jobs leased across every process. 0: no cap. A store for one process may
+	// ignore it: the runtime counts its own leases.
+	Cap int
 }
 
 // Updater changes jobs inside the commit of an ApplyQueued request.

@@ -50,6 +50,13 @@ func encodeV2(j *jobs.Job) []byte {
 			b = binary.AppendVarint(b, t.UnixNano())
 		}
 	}
+	// Added after the first release of recordV2: absent when empty, so older records decode.
+	if len(j.AttemptedBy) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(j.AttemptedBy)))
+		for _, n := range j.AttemptedBy {
+			b = appendString(b, n)
+		}
+	}
 	return b
 }
 
@@ -197,6 +204,18 @@ func decodeV2(b []byte) (*jobs.Job, error) {
 		if r.flag("optional time") {
 			t := time.Unix(0, r.varint("optional time")).UTC()
 			*p = &t
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		n, k := binary.Uvarint(r.b)
+		if k <= 0 || n == 0 || n > uint64(len(r.b)) {
+			r.fail("attempted_by")
+		} else {
+			r.b = r.b[k:]
+			j.AttemptedBy = make([]string, 0, n)
+			for range n {
+				j.AttemptedBy = append(j.AttemptedBy, intern(r.bytes("attempted_by")))
+			}
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {

@@ -173,7 +173,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(j *jobs.Job) erro
 // job waiting for a free worker is never taken for a running one, and a crash can tell the two
 // apart.
 func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Duration) ([]*jobs.Job, error) {
-	js, wait, err := s.LeaseQueued(ctx, queue, n, leaseFor)
+	js, wait, err := s.LeaseQueued(ctx, jobs.Lease{Queue: queue, N: n, For: leaseFor})
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,9 @@ func (s *Store) Lease(ctx context.Context, queue string, n int, leaseFor time.Du
 // inserted, retried, promoted) waits for a later lease, so nothing runs that a failed commit could
 // take back from its enqueuer. The jobs returned are shared with the transaction until wait
 // returns: read them, clone them to change them.
-func (s *Store) LeaseQueued(ctx context.Context, queue string, n int, leaseFor time.Duration) (js []*jobs.Job, wait func() error, err error) {
+// l.Cap is left to the runtime, the one process that leases from this file.
+func (s *Store) LeaseQueued(ctx context.Context, l jobs.Lease) (js []*jobs.Job, wait func() error, err error) {
+	queue, n, leaseFor := l.Queue, l.N, l.For
 	if n <= 0 || s.Paused(queue) || s.Ready(queue) == 0 {
 		return nil, func() error { return nil }, nil
 	}

@@ -159,7 +159,7 @@ func leaseWhileHeld(t *testing.T) (s *Store, b *bundle, j *jobs.Job, release fun
 func leaseQueued(s *Store, queue string) <-chan leased {
 	got := make(chan leased, 1)
 	go func() {
-		js, wait, err := s.LeaseQueued(context.Background(), queue, 5, time.Minute)
+		js, wait, err := s.LeaseQueued(context.Background(), jobs.Lease{Queue: queue, N: 5, For: time.Minute})
 		got <- leased{js, wait, err}
 	}()
 	return got
@@ -229,7 +229,7 @@ func TestLeaseQueuedSkipsJobsOfItsOwnBatch(t *testing.T) {
 	queued(t, s, 1)
 	leased := make(chan []*jobs.Job, 1)
 	go func() {
-		js, wait, err := s.LeaseQueued(ctx, "q", 5, time.Minute)
+		js, wait, err := s.LeaseQueued(ctx, jobs.Lease{Queue: "q", N: 5, For: time.Minute})
 		if err == nil {
 			err = wait()
 		}
