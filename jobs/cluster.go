@@ -37,7 +37,9 @@ func DefaultNode() string {
 
 // heartbeatEvery is how often a runtime on a Shared store renews its leases and its node record;
 // a lease lasts RescueAfter, so two heartbeats can be missed before another node rescues a job.
-func (r *Runtime) heartbeatEvery() time.Duration { return max(r.opts.RescueAfter/3, 10*time.Millisecond) }
+func (r *Runtime) heartbeatEvery() time.Duration {
+	return max(r.opts.RescueAfter/3, 10*time.Millisecond)
+}
 
 // leaderTTL is how long a leadership lasts without a heartbeat: a dead leader is replaced within
 // leaderTTL plus one heartbeat.
