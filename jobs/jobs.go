@@ -1,8 +1,10 @@
 // Package jobs gives tandem's durable queue its meaning: enqueue with validation, leases, retries
 // with backoff, delays, priorities, weighted queues, unique keys, cancel, and recovery after a crash.
 // Records live in a Store (store.go: the interface, and what each method promises), which package
-// store implements on a bbolt file; jobs owns the record types, so neither the store's callers nor
-// the HTTP API know the backend. Handlers run on a pool.Pool.
+// store implements on a bbolt file for one process, and package store/postgres on a database that
+// several replicas share (shared.go and cluster.go: heartbeat leases, one elected leader for the
+// maintenance, rescue of a dead replica's jobs); jobs owns the record types, so neither the
+// store's callers nor the HTTP API know the backend. Handlers run on a pool.Pool.
 //
 // A Go program registers its own kinds and enqueues from the same process:
 //
