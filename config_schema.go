@@ -74,7 +74,7 @@ type StoreConfig struct {
 	OpenTimeout time.Duration
 	Sync        string
 	URL         string // a Postgres URL; secret: printed and logged only through redactURL
-	MaxConns    int    // 0 = auto (the backend's default)
+	MaxConns    int    // 0 = auto (postgres.Options.MaxConns's default)
 }
 
 // NodeConfig is the node section: this process among the replicas sharing a Postgres store.
@@ -156,10 +156,10 @@ var options = []option{
 	{"runtime.gomemlimit_ratio", "GOMEMLIMIT as a fraction of the memory limit", floatRange(0.1, 1), func(c *Config, v any) { c.Sizing.GOMEMLIMITRatio = v.(float64) }},
 	{"store.backend", "bbolt (one process, a local file) or postgres (replicas share one queue)", enum("bbolt", "postgres"), func(c *Config, v any) { c.Store.Backend = v.(string) }},
 	{"store.path", "database file", pathValue, func(c *Config, v any) { c.Store.Path = v.(string) }},
-	{"store.open_timeout", "wait for the file lock", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Store.OpenTimeout = v.(time.Duration) }},
+	{"store.open_timeout", "wait for the store at start (bbolt: the file lock; postgres: the database)", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Store.OpenTimeout = v.(time.Duration) }},
 	{"store.sync", "always or none (unsafe)", enum("always", "none"), func(c *Config, v any) { c.Store.Sync = v.(string) }},
 	{"store.url", "postgres URL, like postgres://user:password@host:5432/tandem (prefer TANDEM_STORE_URL)", postgresURLValue, func(c *Config, v any) { c.Store.URL = v.(string) }},
-	{"store.max_conns", "postgres connections at most (auto = the backend's default)", autoInt(2, 1000), func(c *Config, v any) { c.Store.MaxConns = v.(int) }},
+	{"store.max_conns", "postgres connections at most (auto = 10)", autoInt(2, 1000), func(c *Config, v any) { c.Store.MaxConns = v.(int) }},
 	{"jobs.concurrency", "jobs run at once (auto = cpus)", autoInt(1, pool.MaxSize), func(c *Config, v any) { c.Jobs.Concurrency = v.(int) }},
 	{"jobs.pin_cpus", "pin job workers to CPUs", boolValue, func(c *Config, v any) { c.Jobs.PinCPUs = v.(bool) }},
 	{"jobs.prefetch", "jobs leased beyond free workers", intRange(0, 1024), func(c *Config, v any) { c.Jobs.Prefetch = v.(int) }},
