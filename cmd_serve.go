@@ -78,7 +78,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	undo = append(undo, jobPool.Release)
 
 	runtime, err := jobs.New(jobs.Options{
-		Store: st, Pool: jobPool, Queues: queueOptions(cfg.Jobs.Queues),
+		Store: st.store, Pool: jobPool, Queues: queueOptions(cfg.Jobs.Queues),
 		MaxPending: cfg.Jobs.MaxPending, MaxAttempts: cfg.Jobs.MaxAttempts, Timeout: cfg.Jobs.Timeout,
 		Retention: cfg.Jobs.Retention, MaxPayloadBytes: cfg.Jobs.MaxPayloadBytes,
 		MaxResultBytes: cfg.Jobs.MaxResultBytes, BatchMax: cfg.Jobs.BatchMax, Prefetch: cfg.Jobs.Prefetch,
