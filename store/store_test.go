@@ -17,7 +17,6 @@ import (
 	"github.com/tandem-run/tandem/jobs"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 	"go.uber.org/goleak"
 )
 
@@ -44,7 +43,7 @@ func openAt(t testing.TB, b *bundle) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := s.Check(); err != nil && !errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		if err := s.Check(); err != nil && !errors.Is(err, jobs.ErrStoreClosed) {
 			t.Errorf("consistency check: %v", err)
 		}
 		s.Close()
