@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,10 +14,10 @@ import (
 
 	"github.com/tandem-run/tandem/internal/tandemtest"
 	"github.com/tandem-run/tandem/jobs"
+	"github.com/tandem-run/tandem/jobs/storetest"
 
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/sizing"
-	"github.com/tandem-run/tandem/store"
 	"go.uber.org/goleak"
 )
 
@@ -26,16 +25,16 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 
 type testBundle struct {
-	store *store.Store
+	store storetest.Store
 	pool  *pool.Pool
-	path  string
+	open  storetest.Opener // opens the store's data (again, after a "crash")
 }
 
-// setup builds a runtime on a real store file and pool; tweak adjusts the options. The runtime is
-// started; cleanup stops it and checks the file.
-func setup(t *testing.T, size int, tweak func(*jobs.Options)) (*jobs.Runtime, *testBundle) {
+// setup builds a runtime on a new store of the backend and a real pool; tweak adjusts the options.
+// The runtime is started; cleanup stops it, and the backend's cleanup checks and closes the store.
+func setup(t *testing.T, be storetest.Backend, size int, tweak func(*jobs.Options)) (*jobs.Runtime, *testBundle) {
 	t.Helper()
-	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
+	b := &testBundle{open: be.New(t)}
 	rt := build(t, b, size, tweak)
 	if err := rt.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -43,13 +42,11 @@ func setup(t *testing.T, size int, tweak func(*jobs.Options)) (*jobs.Runtime, *t
 	return rt, b
 }
 
+// build opens the store of b (b.open) and builds a runtime on it, not started.
 func build(t *testing.T, b *testBundle, size int, tweak func(*jobs.Options)) *jobs.Runtime {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(context.Background(), store.Options{Path: b.path, Logger: logger, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := b.open(t, nil)
 	p, err := pool.New(pool.Options{Name: "jobs", Size: size, Backlog: pool.MaxBacklog, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
@@ -70,10 +67,6 @@ func build(t *testing.T, b *testBundle, size int, tweak func(*jobs.Options)) *jo
 			t.Errorf("stop: %v", err)
 		}
 		_ = p.Release(ctx)
-		if err := st.Check(); err != nil && !errors.Is(err, jobs.ErrStoreClosed) {
-			t.Errorf("consistency: %v", err)
-		}
-		st.Close()
 	})
 	return rt
 }
@@ -106,8 +99,10 @@ func waitState(t *testing.T, rt *jobs.Runtime, id string, want jobs.State) *jobs
 	}
 }
 
-func TestSucceedsWithResult(t *testing.T) {
-	rt, _ := setup(t, 2, nil)
+func TestSucceedsWithResult(t *testing.T) { eachBackend(t, testSucceedsWithResult) }
+
+func testSucceedsWithResult(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 2, nil)
 	_ = rt.RegisterFunc("echo", func(ctx context.Context, j *jobs.Job) (any, error) { return j.Payload, nil })
 	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "echo", Payload: json.RawMessage(`{"a":1}`)})
 	if j.State != jobs.StateReady || j.Queue != "default" || j.MaxAttempts != 25 {
@@ -125,7 +120,11 @@ func TestSucceedsWithResult(t *testing.T) {
 }
 
 func TestRetriesThenDeadThenRetryByHand(t *testing.T) {
-	rt, _ := setup(t, 2, nil)
+	eachBackend(t, testRetriesThenDeadThenRetryByHand)
+}
+
+func testRetriesThenDeadThenRetryByHand(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 2, nil)
 	var calls atomic.Int32
 	failing := atomic.Bool{}
 	failing.Store(true)
@@ -154,8 +153,10 @@ func TestRetriesThenDeadThenRetryByHand(t *testing.T) {
 	}
 }
 
-func TestPermanentSnoozeTimeoutPanic(t *testing.T) {
-	rt, _ := setup(t, 4, nil)
+func TestPermanentSnoozeTimeoutPanic(t *testing.T) { eachBackend(t, testPermanentSnoozeTimeoutPanic) }
+
+func testPermanentSnoozeTimeoutPanic(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 4, nil)
 	var snoozes atomic.Int32
 	_ = rt.RegisterFunc("perm", func(context.Context, *jobs.Job) (any, error) { return nil, jobs.Permanent(errors.New("bad input")) })
 	_ = rt.RegisterFunc("snooze", func(context.Context, *jobs.Job) (any, error) {
@@ -189,8 +190,10 @@ func TestPermanentSnoozeTimeoutPanic(t *testing.T) {
 	}
 }
 
-func TestCancelWaitingAndRunning(t *testing.T) {
-	rt, _ := setup(t, 1, nil)
+func TestCancelWaitingAndRunning(t *testing.T) { eachBackend(t, testCancelWaitingAndRunning) }
+
+func testCancelWaitingAndRunning(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 1, nil)
 	started := make(chan string, 10)
 	_ = rt.RegisterFunc("block", func(ctx context.Context, j *jobs.Job) (any, error) {
 		started <- j.ID
@@ -223,8 +226,10 @@ func TestCancelWaitingAndRunning(t *testing.T) {
 	}
 }
 
-func TestUniqueKeyReturnsLiveJob(t *testing.T) {
-	rt, _ := setup(t, 1, nil)
+func TestUniqueKeyReturnsLiveJob(t *testing.T) { eachBackend(t, testUniqueKeyReturnsLiveJob) }
+
+func testUniqueKeyReturnsLiveJob(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 1, nil)
 	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	a, created, _ := rt.Enqueue(context.Background(), jobs.EnqueueParams{Kind: "x", UniqueKey: "k", Delay: time.Hour})
 	b, created2, _ := rt.Enqueue(context.Background(), jobs.EnqueueParams{Kind: "x", UniqueKey: "k"})
@@ -234,8 +239,12 @@ func TestUniqueKeyReturnsLiveJob(t *testing.T) {
 }
 
 func TestDelayedJobBecomesReadyWithFakeClock(t *testing.T) {
+	eachBackend(t, testDelayedJobBecomesReadyWithFakeClock)
+}
+
+func testDelayedJobBecomesReadyWithFakeClock(t *testing.T, be storetest.Backend) {
 	clock := tandemtest.NewClock(time.Now())
-	rt, _ := setup(t, 1, func(o *jobs.Options) { o.Now = clock.Now })
+	rt, _ := setup(t, be, 1, func(o *jobs.Options) { o.Now = clock.Now })
 	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "x", Delay: 10 * time.Minute})
 	time.Sleep(30 * time.Millisecond)
@@ -247,8 +256,10 @@ func TestDelayedJobBecomesReadyWithFakeClock(t *testing.T) {
 	waitState(t, rt, j.ID, jobs.StateSucceeded)
 }
 
-func TestPauseResumeAndPersistence(t *testing.T) {
-	rt, b := setup(t, 1, nil)
+func TestPauseResumeAndPersistence(t *testing.T) { eachBackend(t, testPauseResumeAndPersistence) }
+
+func testPauseResumeAndPersistence(t *testing.T, be storetest.Backend) {
+	rt, b := setup(t, be, 1, nil)
 	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	if err := rt.Pause(context.Background(), "default"); err != nil {
 		t.Fatal(err)
@@ -274,8 +285,10 @@ func TestPauseResumeAndPersistence(t *testing.T) {
 	waitState(t, rt, j.ID, jobs.StateSucceeded)
 }
 
-func TestValidation(t *testing.T) {
-	rt, _ := setup(t, 1, func(o *jobs.Options) { o.MaxPayloadBytes = 64; o.BatchMax = 2 })
+func TestValidation(t *testing.T) { eachBackend(t, testValidation) }
+
+func testValidation(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 1, func(o *jobs.Options) { o.MaxPayloadBytes = 64; o.BatchMax = 2 })
 	_ = rt.Register("v", jobs.Kind{Handler: jobs.HandlerFunc(func(context.Context, *jobs.Job) (any, error) { return nil, nil }),
 		Validate: func(p json.RawMessage) error {
 			if strings.Contains(string(p), "bad") {
@@ -333,8 +346,9 @@ func TestValidation(t *testing.T) {
 
 // TestNewRefusesAPoolWithoutRoomForPrefetch: prefetched jobs wait in the pool's backlog; a pool
 // whose backlog cannot hold them is refused at New, with a message saying what to do.
+// It is about the pool, so it runs on bbolt alone.
 func TestNewRefusesAPoolWithoutRoomForPrefetch(t *testing.T) {
-	_, b := setup(t, 1, nil)
+	_, b := setup(t, bbolt(), 1, nil)
 	small, err := pool.New(pool.Options{Name: "jobs", Size: 2, Backlog: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -351,8 +365,10 @@ func TestNewRefusesAPoolWithoutRoomForPrefetch(t *testing.T) {
 	}
 }
 
-func TestMaxPending(t *testing.T) {
-	rt, _ := setup(t, 1, func(o *jobs.Options) { o.MaxPending = 2 })
+func TestMaxPending(t *testing.T) { eachBackend(t, testMaxPending) }
+
+func testMaxPending(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 1, func(o *jobs.Options) { o.MaxPending = 2 })
 	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	for range 2 {
 		enqueue(t, rt, jobs.EnqueueParams{Kind: "x", Delay: time.Hour})
@@ -365,9 +381,11 @@ func TestMaxPending(t *testing.T) {
 // TestWeightsCapsAndPrefetch: with both queues full, workers go to queues in proportion to their
 // weights, a queue never runs more than its cap, and leased-not-finished jobs never exceed
 // size + prefetch.
-func TestWeightsCapsAndPrefetch(t *testing.T) {
+func TestWeightsCapsAndPrefetch(t *testing.T) { eachBackend(t, testWeightsCapsAndPrefetch) }
+
+func testWeightsCapsAndPrefetch(t *testing.T, be storetest.Backend) {
 	const size, prefetch = 4, 2
-	rt, b := setup(t, size, func(o *jobs.Options) {
+	rt, b := setup(t, be, size, func(o *jobs.Options) {
 		o.Prefetch = prefetch
 		o.Queues = map[string]jobs.QueueOptions{"heavy": {Weight: 3}, "light": {Weight: 1}, "capped": {Weight: 4, Concurrency: 1}}
 	})
@@ -471,10 +489,11 @@ func TestDefaultBackoffBounds(t *testing.T) {
 	}
 }
 
-// TestWorkersArePinned reads a worker thread's CPU affinity back from the kernel while the job runs.
+// TestWorkersArePinned reads a worker thread's CPU affinity back from the kernel while the job
+// runs. It is about the pool, so it runs on bbolt alone.
 func TestWorkersArePinned(t *testing.T) {
 	res, _ := sizing.Detect(sizing.DetectOptions{})
-	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
+	b := &testBundle{open: bbolt().New(t)}
 	rt := build(t, b, 2, nil)
 	// Replace the pool with a pinned one.
 	pinned, err := pool.New(pool.Options{Name: "jobs", Size: 2, Backlog: 100, PinCPUs: res.AllowedCPUs})
