@@ -12,10 +12,11 @@ import (
 func bbolt() storetest.Backend { return backends.BBolt(backends.BBoltOptions{NoSync: true}) }
 
 // eachBackend runs test once on every store backend, as a subtest named after it, so each
-// semantic test of the runtime holds for each store.
+// semantic test of the runtime holds for each store: bbolt always, Postgres when the machine has
+// it (tandemtest.Postgres skips without it, or fails with CI=true).
 func eachBackend(t *testing.T, test func(t *testing.T, be storetest.Backend)) {
 	t.Helper()
-	for _, be := range []storetest.Backend{bbolt()} {
+	for _, be := range []storetest.Backend{bbolt(), backends.Postgres()} {
 		t.Run(be.Name, func(t *testing.T) { test(t, be) })
 	}
 }

@@ -21,8 +21,14 @@ import (
 	"go.uber.org/goleak"
 )
 
-// ants starts the goroutines of its package-level default pool at init; they are not ours.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
+// ants starts the goroutines of its package-level default pool at init; they are not ours. The
+// Postgres server the tests start (eachBackend) is stopped before goleak looks.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(withPostgres{m}, goleak.IgnoreCurrent()) }
+
+// withPostgres runs the tests through tandemtest.RunWithPostgres.
+type withPostgres struct{ m *testing.M }
+
+func (w withPostgres) Run() int { return tandemtest.RunWithPostgres(w.m) }
 
 type testBundle struct {
 	store storetest.Store

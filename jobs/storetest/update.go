@@ -106,11 +106,11 @@ func testUpdateQueuedOrder(t *testing.T, b Backend) {
 	}
 }
 
-// testApplyQueued: one ApplyQueued request changes several jobs; a change that fails (an error
-// from fn, a missing job) leaves its job alone and the others commit; a later request's wait
-// covers the commit.
-func testApplyQueued(t *testing.T, b Backend) {
-	s, _ := setup(t, b)
+// applyThree inserts three jobs and, in one ApplyQueued request, changes the first and the third
+// (priority 7), fails the second's fn (after it set priority 9) and names a missing job. It
+// returns the jobs and the errors the Updater returned, once a later Update has covered the commit.
+func applyThree(t *testing.T, s Store) ([]*jobs.Job, []error) {
+	t.Helper()
 	ctx := context.Background()
 	js := insert(t, s, newJob("q", 0, epoch), newJob("q", 0, epoch), newJob("q", 0, epoch))
 	errs := make(chan []error, 1)
@@ -134,15 +134,21 @@ func testApplyQueued(t *testing.T, b Backend) {
 	}
 	// A later request's wait covers the ApplyQueued's commit.
 	update(t, s, js[0].ID, func(j *jobs.Job) { j.Kind = "after" })
-	var got []error
 	select {
-	case got = <-errs:
+	case got := <-errs:
+		return js, got
 	default:
 		t.Fatal("a later Update returned before the ApplyQueued ran")
+		return nil, nil
 	}
-	if got[0] != nil || got[1] == nil || got[2] != nil || !errors.Is(got[3], jobs.ErrNotFound) {
-		t.Fatalf("Updater errors %v; want nil, an error, nil, ErrNotFound", got)
-	}
+}
+
+// testApplyQueued: one ApplyQueued request changes several jobs; a change that fails (an error
+// from fn, a missing job) leaves its job alone and the others commit; a later request's wait
+// covers the commit.
+func testApplyQueued(t *testing.T, b Backend) {
+	s, _ := setup(t, b)
+	js, _ := applyThree(t, s)
 	for i, want := range []int{7, 0, 7} {
 		if j := get(t, s, js[i].ID); j.Priority != want {
 			t.Errorf("job %d: priority %d, want %d", i, j.Priority, want)
@@ -150,5 +156,13 @@ func testApplyQueued(t *testing.T, b Backend) {
 	}
 	if j := get(t, s, js[0].ID); j.Kind != "after" {
 		t.Errorf("the later update was lost: kind %q", j.Kind)
+	}
+}
+
+// testUpdaterErrors: an Updater's Update returns fn's error, or ErrNotFound (jobs.Updater).
+func testUpdaterErrors(t *testing.T, b Backend) {
+	s, _ := setup(t, b)
+	if _, got := applyThree(t, s); got[0] != nil || got[1] == nil || got[2] != nil || !errors.Is(got[3], jobs.ErrNotFound) {
+		t.Fatalf("Updater errors %v; want nil, fn's error, nil, ErrNotFound", got)
 	}
 }
