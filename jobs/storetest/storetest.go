@@ -15,9 +15,13 @@
 // A store that implements jobs.Shared is used by several processes at once, and the suite
 // branches on that (the tests say where):
 //   - Recover hands it no job (a predecessor's leases run out and the leader rescues them through
-//     Expired), so the recovery tests check that nothing is handed and the jobs stay leased;
-//   - LeaseQueued honours Lease.Cap, which a store for one process may ignore, so the cap test
-//     runs for Shared stores only.
+//     Expired), so Recover/HandsLeasedJobs checks that nothing is handed and the jobs stay leased
+//     and expire, and Recover/AllOrNothing skips (nothing is handed, so nothing can fail);
+//   - LeaseQueued honours Lease.Cap, which a store for one process may ignore (its runtime counts
+//     its own leases), so LeaseQueued/Cap runs for Shared stores only.
+//
+// Backend.Commits is optional: without it, Recover/NothingLeasedWritesNothing checks what Recover
+// returns but not that it made no commit.
 package storetest
 
 import (
