@@ -10,10 +10,11 @@ import (
 // TestOnlyJobsIsTheDoorToTheStore: the API and the metrics know the jobs runtime, never the store
 // behind it, and jobs knows only its own Store interface, so that a backend can be swapped without
 // touching them. The package that picks the backend (main) and the tests of real files may
-// import store and store/postgres.
+// import store and store/postgres; the conformance suite (jobs/storetest) knows only the
+// interface, and its backends package opens each implementation.
 func TestOnlyJobsIsTheDoorToTheStore(t *testing.T) {
 	const mod = "github.com/tandem-run/tandem/"
-	for _, pkg := range []string{"server", "metrics", "jobs", "web", "pool", "autoscale"} {
+	for _, pkg := range []string{"server", "metrics", "jobs", "jobs/storetest", "web", "pool", "autoscale"} {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps ./%s: %v\n%s", pkg, err, out)

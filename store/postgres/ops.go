@@ -244,8 +244,14 @@ func (s *Store) Promote(ctx context.Context, now time.Time) (moved int, next tim
 }
 
 // Recover hands nothing to fn: the store is shared, so it cannot tell a dead process's leases from
-// a live one's; the leader rescues leases that ran out (Expired).
-func (s *Store) Recover(context.Context, func(j *jobs.Job)) (int, error) { return 0, nil }
+// a live one's; the leader rescues leases that ran out (Expired). After Close it is
+// jobs.ErrStoreClosed, as every method is.
+func (s *Store) Recover(context.Context, func(j *jobs.Job)) (int, error) {
+	if s.closed.Load() {
+		return 0, jobs.ErrStoreClosed
+	}
+	return 0, nil
+}
 
 // Delete removes a finished job.
 func (s *Store) Delete(ctx context.Context, id string) error {
