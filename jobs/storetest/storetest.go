@@ -85,7 +85,6 @@ var suite = []struct {
 	{"Update/NotFound", testUpdateNotFound},
 	{"UpdateQueued/InOrder", testUpdateQueuedOrder},
 	{"ApplyQueued/ManyJobsOneRequest", testApplyQueued},
-	{"ApplyQueued/UpdaterErrors", testUpdaterErrors},
 	{"LeaseQueued/Order", testLeaseOrder},
 	{"LeaseQueued/MarksPrefetched", testLeaseMarks},
 	{"LeaseQueued/ReadyOnly", testLeaseReadyOnly},

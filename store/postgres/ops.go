@@ -57,10 +57,9 @@ type updater struct {
 // always returns nil: a change whose job is missing, or whose fn fails, is left out (the job stays
 // as it was) without a report. jobs' writeStarts, the one caller, ignores the error anyway: its
 // acknowledgements see what happened.
-func (u *updater) Update(id string, fn func(j *jobs.Job) error) error {
+func (u *updater) Update(id string, fn func(j *jobs.Job) error) {
 	u.ids = append(u.ids, id)
 	u.fns = append(u.fns, fn)
-	return nil
 }
 
 // ApplyQueued queues fn, which runs inside the commit its request joins (see Updater.Update for
