@@ -101,9 +101,10 @@ func (s *Store) drain(batch []*request) []*request {
 
 // commit runs a batch, and the requests that join it while it runs, in one transaction.
 func (s *Store) commit(batch []*request) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
-	t, results, batch, err := s.run(ctx, batch)
+	_, results, batch, err := s.run(ctx, batch)
 	if err != nil {
 		s.opts.Logger.Error("postgres: commit failed; the batch was rolled back", "requests", len(batch), "err", err)
 		for _, r := range batch {
@@ -111,8 +112,11 @@ func (s *Store) commit(batch []*request) {
 		}
 		return
 	}
-	// The estimate first, so that a caller who saw its write commit sees it counted.
-	s.est.apply(t)
+	// The estimate was updated (run), so that a caller who saw its write commit sees it counted;
+	// OnCommit too.
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(time.Since(start), len(batch))
+	}
 	for i, r := range batch {
 		r.done <- results[i]
 	}
@@ -153,9 +157,14 @@ func (s *Store) run(ctx context.Context, batch []*request) (t *txn, results []er
 	if err := t.finish(); err != nil {
 		return nil, nil, out, err
 	}
+	// The commit and the estimate's update are one step for a recount, which takes its snapshot
+	// between two such steps (recount).
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	if err := tx.Commit(ctx); err != nil {
 		return nil, nil, out, fmt.Errorf("postgres: commit: %w", err)
 	}
+	s.est.apply(t)
 	return t, results, out, nil
 }
 

@@ -110,9 +110,24 @@ func (s *Store) Paused(queue string) bool { return s.est.isPaused(queue) }
 // recount replaces the estimate with the database's figures (plus what this process committed
 // while it counted), and signals Changes when a queue got ready jobs or was resumed.
 func (s *Store) recount(ctx context.Context) error {
-	s.est.mu.Lock()
-	s.est.recounting, s.est.since = true, nil
-	s.est.mu.Unlock()
+	// The counts are read in a REPEATABLE READ transaction whose snapshot is taken under commitMu,
+	// so each of this process's commits is either in the snapshot or in since, never both.
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	s.commitMu.Lock()
+	_, err = tx.Exec(ctx, `SELECT 1`)
+	if err == nil {
+		s.est.mu.Lock()
+		s.est.recounting, s.est.since = true, nil
+		s.est.mu.Unlock()
+	}
+	s.commitMu.Unlock()
+	if err != nil {
+		return err
+	}
 	defer func() {
 		s.est.mu.Lock()
 		s.est.recounting, s.est.since = false, nil
@@ -148,7 +163,7 @@ func (s *Store) recount(ctx context.Context) error {
 		})
 		return err
 	})
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
 	s.est.mu.Lock()

@@ -43,6 +43,8 @@ type Options struct {
 	CommitTimeout time.Duration
 	// MaxBatch is the most requests one commit carries. Default 1000.
 	MaxBatch int
+	// OnCommit, when set, is called after each commit with its duration and request count.
+	OnCommit func(d time.Duration, requests int)
 	// Now is the clock for the records' timestamps, leases and heartbeats. Default time.Now. The
 	// replicas' clocks are assumed in step (NTP): leases and leadership compare times they wrote.
 	Now func() time.Time
@@ -64,7 +66,8 @@ type Store struct {
 	bgCancel context.CancelFunc // stops the listener and the poller
 	wg       sync.WaitGroup     // the committer, the listener, the poller
 
-	est     estimate
+	est      estimate
+	commitMu sync.Mutex // held from a COMMIT to the estimate's update, and by a recount's snapshot
 	changes chan struct{} // Changes: cap 1, sends coalesce
 	refresh chan struct{} // asks the poller for a recount now: cap 1
 
