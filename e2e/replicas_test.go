@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -291,9 +292,11 @@ func TestUniqueKeyAndPauseAcrossReplicas(t *testing.T) {
 	if code, err := call(context.Background(), apiClient, http.MethodPost, rs[0].AdminURL+"/admin/queues/default/pause", "", nil, nil); err != nil || code != http.StatusOK {
 		t.Fatalf("pause through r1: %d %v", code, err)
 	}
-	const n = 20
+	// 24 jobs of 300 ms: more than one replica leases at once (4 workers + 4 prefetched), so after
+	// the resume every replica must lease some, not only the one that resumed the queue.
+	const n = 24
 	for range n {
-		enqueueOne(t, rs[1].HTTPURL, map[string]any{"kind": "noop"})
+		enqueueOne(t, rs[1].HTTPURL, map[string]any{"kind": "sleep", "payload": map[string]any{"ms": 300}})
 	}
 	// Nothing may lease them; 2 s covers notifications and the stores' fallback polls.
 	deadline := time.Now().Add(2 * time.Second)
@@ -308,10 +311,15 @@ func TestUniqueKeyAndPauseAcrossReplicas(t *testing.T) {
 	if code, err := call(context.Background(), apiClient, http.MethodPost, rs[2].AdminURL+"/admin/queues/default/resume", "", nil, nil); err != nil || code != http.StatusOK {
 		t.Fatalf("resume through r3: %d %v", code, err)
 	}
-	waitQueue(t, rs[0].HTTPURL, fmt.Sprintf("%d succeeded after the resume", n), 10*time.Second, func(q queueCounts) bool { return q.Succeeded == n })
+	waitQueue(t, rs[0].HTTPURL, fmt.Sprintf("%d succeeded after the resume", n), 15*time.Second, func(q queueCounts) bool { return q.Succeeded == n })
 	ran := map[string]int{}
 	for _, j := range listReplicaJobs(t, rs[0].HTTPURL, "succeeded") {
-		ran[fmt.Sprint(j.AttemptedBy)]++
+		ran[strings.Join(j.AttemptedBy, ",")]++
+	}
+	for _, name := range []string{"r1", "r2", "r3"} {
+		if ran[name] == 0 {
+			t.Errorf("after the resume through r3, %s ran none of the %d jobs: ran per node %v", name, n, ran)
+		}
 	}
 	t.Logf("%d unique keys each posted to two replicas at once: one job each; after the resume ran per node %v", keys, ran)
 }
