@@ -77,10 +77,8 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	}
 	undo = append(undo, jobPool.Release)
 
-	// The store itself, not openedStore: the runtime asks it for jobs.Shared and jobs.TxStore,
-	// which an embedding of the jobs.Store interface hides (no heartbeat, leader or readiness).
 	runtime, err := jobs.New(jobs.Options{
-		Store: st.Store, Pool: jobPool, Queues: queueOptions(cfg.Jobs.Queues),
+		Store: st.store, Pool: jobPool, Queues: queueOptions(cfg.Jobs.Queues),
 		MaxPending: cfg.Jobs.MaxPending, MaxAttempts: cfg.Jobs.MaxAttempts, Timeout: cfg.Jobs.Timeout,
 		Retention: cfg.Jobs.Retention, MaxPayloadBytes: cfg.Jobs.MaxPayloadBytes,
 		MaxResultBytes: cfg.Jobs.MaxResultBytes, BatchMax: cfg.Jobs.BatchMax, Prefetch: cfg.Jobs.Prefetch,

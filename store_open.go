@@ -14,7 +14,9 @@ import (
 
 // openedStore is the job store serve opened, whichever the backend.
 type openedStore struct {
-	jobs.Store
+	// store is the backend itself, never wrapped: the runtime asks it for jobs.Shared and
+	// jobs.TxStore, which an embedding struct would hide.
+	store jobs.Store
 	close func() error
 	// where names it in logs: the bbolt file, or the Postgres URL with its password hidden.
 	where string
@@ -38,7 +40,7 @@ func openStore(ctx context.Context, cfg StoreConfig, log *slog.Logger, mx *metri
 		if err != nil {
 			return nil, fmt.Errorf("open store %s: %w", where, err)
 		}
-		return &openedStore{Store: st, close: st.Close, where: where}, nil
+		return &openedStore{store: st, close: st.Close, where: where}, nil
 	}
 	st, err := store.Open(ctx, store.Options{
 		Path: cfg.Path, OpenTimeout: cfg.OpenTimeout, NoSync: cfg.Sync == "none", Logger: log,
@@ -50,5 +52,5 @@ func openStore(ctx context.Context, cfg StoreConfig, log *slog.Logger, mx *metri
 		}
 		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
 	}
-	return &openedStore{Store: st, close: st.Close, where: cfg.Path, health: st.Ping}, nil
+	return &openedStore{store: st, close: st.Close, where: cfg.Path, health: st.Ping}, nil
 }
