@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -302,7 +303,7 @@ func TestPostgresOutage(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	waitAllState(t, rs[0].HTTPURL, ids, "succeeded", time.Minute)
+	waitSucceeded(t, rs, ids, 30*time.Second)
 	for _, r := range rs {
 		if code, err := call(context.Background(), apiClient, http.MethodGet, r.HTTPURL+"/healthz", "", nil, nil); err != nil || code != http.StatusOK {
 			t.Errorf("after the outage /healthz: %d %v", code, err)
@@ -310,4 +311,50 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	t.Logf("Postgres down %s: %d enqueues acknowledged (after the restart, per replica: %v), all stored and succeeded; %d answered 503, all with Retry-After; readiness off and back on both replicas",
 		up.Sub(down).Round(time.Millisecond), len(ids), after, unavailable)
+}
+
+// waitSucceeded polls the jobs through the replicas until every one has succeeded, or fails after
+// d with what the rest are doing: their states, the queue and the nodes as each replica sees them.
+func waitSucceeded(t *testing.T, rs []*proc, ids []string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	pending := ids
+	for len(pending) > 0 {
+		var still []string
+		states := map[string]int{}
+		for _, id := range pending {
+			var j replicaJob
+			code, err := call(context.Background(), apiClient, http.MethodGet, rs[0].HTTPURL+"/v1/jobs/"+id, "", nil, &j)
+			switch {
+			case err != nil || code == http.StatusServiceUnavailable:
+				still = append(still, id) // the store may still be coming back
+				states[fmt.Sprint(code, err)]++
+			case code == http.StatusNotFound:
+				t.Fatalf("acknowledged job %s is missing", id)
+			case code != http.StatusOK:
+				t.Fatalf("get %s: %d", id, code)
+			case j.State != "succeeded":
+				still = append(still, id)
+				states[j.State]++
+			}
+		}
+		if pending = still; len(pending) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for i, r := range rs {
+				leader, names := leaderOf(nodes(t, r))
+				t.Logf("r%d sees the queue %+v, nodes %v, leader %q", i+1, defaultQueue(t, r.HTTPURL), names, leader)
+			}
+			j := getReplicaJob(t, rs[0].HTTPURL, pending[0])
+			// SIGQUIT makes each replica print its goroutines' stacks into its logs, which the
+			// failed test shows: where the dispatchers wait.
+			for _, r := range rs {
+				r.Signal(syscall.SIGQUIT)
+				r.Wait(10 * time.Second)
+			}
+			t.Fatalf("%d of %d acknowledged jobs not succeeded after %s: %v; e.g. %+v", len(pending), len(ids), d, states, j)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
