@@ -334,8 +334,10 @@ func (t *txn) addCount(q string, st jobs.State, d int) {
 
 // flush writes the changed records: one INSERT, one UPDATE and one DELETE for all of them, sent
 // in one round trip.
-func (t *txn) flush() error {
-	if len(t.dirty) == 0 && len(t.newQueues) == 0 {
+func (t *txn) flush() error { return t.write(false) }
+
+func (t *txn) write(last bool) error {
+	if len(t.dirty) == 0 && len(t.newQueues) == 0 && (!last || len(t.notify) == 0) {
 		return nil
 	}
 	var ins, upd columnSet
@@ -384,11 +386,6 @@ func (t *txn) flush() error {
 	if len(queues) > 0 {
 		b.Queue(`INSERT INTO tandem_queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, queues)
 	}
-	if b.Len() > 0 {
-		if err := t.tx.SendBatch(t.ctx, b).Close(); err != nil {
-			return dbErr("write jobs", err)
-		}
-	}
 	for _, id := range t.dirty {
 		e := t.cache[id]
 		if e.cur != e.written {
@@ -397,26 +394,26 @@ func (t *txn) flush() error {
 		}
 	}
 	t.dirty = t.dirty[:0]
+	if last {
+		// The notifications, which Postgres delivers at the commit, in the same round trip.
+		qs := make([]string, 0, len(t.notify))
+		for q := range t.notify {
+			qs = append(qs, q)
+		}
+		if len(qs) > 0 {
+			b.Queue(`SELECT pg_notify('`+notifyChannel+`', q) FROM unnest($1::text[]) AS q`, qs)
+		}
+	}
+	if b.Len() > 0 {
+		if err := t.tx.SendBatch(t.ctx, b).Close(); err != nil {
+			return dbErr("write jobs", err)
+		}
+	}
 	return nil
 }
 
-// finish flushes and sends the notifications, which Postgres delivers at the commit.
-func (t *txn) finish() error {
-	if err := t.flush(); err != nil {
-		return err
-	}
-	if len(t.notify) == 0 {
-		return nil
-	}
-	qs := make([]string, 0, len(t.notify))
-	for q := range t.notify {
-		qs = append(qs, q)
-	}
-	if _, err := t.tx.Exec(t.ctx, `SELECT pg_notify('`+notifyChannel+`', q) FROM unnest($1::text[]) AS q`, qs); err != nil {
-		return dbErr("notify", err)
-	}
-	return nil
-}
+// finish flushes and sends the notifications: the transaction's last statements.
+func (t *txn) finish() error { return t.write(true) }
 
 // notifyChannel is the LISTEN/NOTIFY channel; the payload is the queue's name.
 const notifyChannel = "tandem_jobs"

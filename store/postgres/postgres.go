@@ -67,9 +67,9 @@ type Store struct {
 	wg       sync.WaitGroup     // the committer, the listener, the poller
 
 	est      estimate
-	commitMu sync.Mutex // held from a COMMIT to the estimate's update, and by a recount's snapshot
-	changes chan struct{} // Changes: cap 1, sends coalesce
-	refresh chan struct{} // asks the poller for a recount now: cap 1
+	commitMu sync.Mutex    // held from a COMMIT to the estimate's update, and by a recount's snapshot
+	changes  chan struct{} // Changes: cap 1, sends coalesce
+	refresh  chan struct{} // asks the poller for a recount now: cap 1
 
 	pidMu sync.Mutex
 	pids  map[uint32]bool // the backends of our pool: their notifications are our own commits
