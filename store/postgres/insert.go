@@ -42,7 +42,7 @@ func (s *Store) Insert(ctx context.Context, js []*jobs.Job, maxPending func(queu
 		return nil, nil, err
 	}
 	out, created = make([]*jobs.Job, len(js)), make([]bool, len(js))
-	err = s.exec(ctx, nil, func(t *txn) error { return t.insert(js, maxPending, out, created) })
+	err = s.execOn(ctx, s.ins, nil, func(t *txn) error { return t.insert(js, maxPending, out, created) })
 	if err != nil {
 		return nil, nil, err
 	}
