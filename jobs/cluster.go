@@ -121,6 +121,9 @@ func (r *Runtime) heartbeatLoop(ctx context.Context) {
 }
 
 func (r *Runtime) setStoreErr(err error) {
+	if err != nil {
+		r.storeFailed.Store(r.opts.Now().UnixNano())
+	}
 	if err == nil {
 		if r.storeErr.Swap(nil) != nil {
 			r.log.Info("job store reachable again")
@@ -152,6 +155,7 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 	if len(ids) > 0 {
 		lost, err := r.shared.Renew(ctx, ids, now.Add(r.opts.RescueAfter))
 		if err != nil {
+			r.storeFailed.Store(r.opts.Now().UnixNano())
 			r.log.Warn("renew leases", "jobs", len(ids), "err", err)
 		}
 		r.mu.Lock()
@@ -165,6 +169,7 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 	leader, err := r.shared.Heartbeat(ctx, r.self(), r.leaderTTL())
 	if err != nil {
 		leader = false
+		r.storeFailed.Store(r.opts.Now().UnixNano())
 		r.log.Warn("node heartbeat", "node", r.opts.Node, "err", err)
 	}
 	if was := r.leader.Swap(leader); was != leader {
@@ -173,7 +178,11 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 			r.signal(r.promote)
 		}
 	}
-	if leader {
+	// After this process could not reach the store, every replica's leases may have run out
+	// meanwhile (the database was down for all of them): the live ones renew theirs within a
+	// heartbeat of its return, so a leader rescues only once it has reached the store for a whole
+	// lease length, and a replica that really died is rescued that much later.
+	if leader && r.opts.Now().Sub(time.Unix(0, r.storeFailed.Load())) >= r.opts.RescueAfter {
 		r.reclaimExpired(ctx, r.opts.Now())
 	}
 }

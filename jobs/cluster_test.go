@@ -94,8 +94,12 @@ func TestSharedLeadershipFailsOver(t *testing.T) {
 	url := tandemtest.Postgres(t)
 	a := newReplica(t, url, "a", 1, nil, nil)
 	b := newReplica(t, url, "b", 1, nil, nil)
-	tandemtest.WaitFor(t, "one leader", func() bool { return len(leaders(t, a, b)) == 1 })
-	nodes, err := a.rt.Nodes(context.Background())
+	var nodes []jobs.Node
+	var err error
+	tandemtest.WaitFor(t, "one leader and two nodes", func() bool {
+		nodes, err = a.rt.Nodes(context.Background())
+		return len(leaders(t, a, b)) == 1 && len(nodes) == 2
+	})
 	if err != nil || len(nodes) != 2 || nodes[0].Name != "a" || nodes[1].Name != "b" {
 		t.Fatalf("Nodes = %+v, %v; want a and b", nodes, err)
 	}

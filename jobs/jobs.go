@@ -304,12 +304,14 @@ type Runtime struct {
 	log   *slog.Logger
 
 	// On a Shared store (cluster.go): nil otherwise.
-	shared    Shared
-	leader    atomic.Bool           // this process runs the maintenance; always, on a store of its own
-	storeErr  atomic.Pointer[error] // the last ping's error, nil while the store answers
-	startedAt time.Time
-	beats     sync.WaitGroup // the heartbeat loop
-	beatStop  context.CancelFunc
+	shared   Shared
+	leader   atomic.Bool           // this process runs the maintenance; always, on a store of its own
+	storeErr atomic.Pointer[error] // the last ping's error, nil while the store answers
+	// storeFailed is when (UnixNano) a ping, renew or heartbeat last failed: 0 for never.
+	storeFailed atomic.Int64
+	startedAt   time.Time
+	beats       sync.WaitGroup // the heartbeat loop
+	beatStop    context.CancelFunc
 
 	kindsMu sync.RWMutex
 	kinds   map[string]Kind
