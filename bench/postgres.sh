@@ -12,7 +12,7 @@
 #          replica started once 5,000 are done: drain rate before and after.
 #   KILL   the same backlog drained by 3 replicas; one killed with kill -9 once 5,000 are done:
 #          the others finish it, the dead one's leased jobs after jobs.rescue_after (5s here).
-# ADD and KILL write bench/out/postgres/*.csv (GET /v1/queues every 100 ms) and, with gnuplot,
+# ADD and KILL write bench/out/postgres/*.csv (GET /v1/queues every 50 ms) and, with gnuplot,
 # docs/img/pg-*.png. RUNS=3 (default) repeats RIVER and PG-J1 and prints each run and the median.
 # Usage: bash bench/postgres.sh   (about 5 minutes on 2 cores)
 source "$(dirname "$0")/lib.sh"
@@ -69,23 +69,25 @@ noop100=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*10
 backlog() {
   curl -fsS -XPOST "${REPLICA_ADMIN[0]}/admin/queues/default/pause" >/dev/null
   "$LOAD" -url "${REPLICA_HTTP[0]}/v1/jobs/batch" -n 200 -c 8 -body "$noop100" >/dev/null
-  "$LOAD" -url "${REPLICA_HTTP[0]}/v1/jobs" -n 0 -drain 20000 -max 3m -csv "$DATA/$1.csv" >"$DATA/$1.json" &
+  "$LOAD" -url "${REPLICA_HTTP[0]}/v1/jobs" -n 0 -drain 20000 -max 3m -csv "$DATA/$1.csv" -every 50ms >"$DATA/$1.json" &
   WATCH_PID=$!
   sleep 0.3 # the watcher's base count and first sample come before the resume
   echo "resume $(date +%s.%N)" > "$DATA/$1.events"
   curl -fsS -XPOST "${REPLICA_ADMIN[0]}/admin/queues/default/resume" >/dev/null
 }
-succeeded_now() { curl -fsS "${REPLICA_HTTP[0]}/v1/queues" | python3 -c "import json,sys; print(sum(q['succeeded'] for q in json.load(sys.stdin)['queues']))"; }
-wait_succeeded() { # wait_succeeded N: polls until N jobs succeeded (or 3 minutes)
-  for _ in $(seq 1 3600); do [ "$(succeeded_now)" -ge "$1" ] && return 0; sleep 0.05; done
+# succeeded_now: the jobs succeeded in every queue (grep and awk: a python3 per poll would lag).
+succeeded_now() { curl -fsS "${REPLICA_HTTP[0]}/v1/queues" | grep -o '"succeeded":[0-9]*' | awk -F: '{n += $2} END {print n + 0}'; }
+wait_succeeded() { # wait_succeeded N: polls until N jobs succeeded (or about 3 minutes)
+  for _ in $(seq 1 18000); do [ "$(succeeded_now)" -ge "$1" ] && return 0; sleep 0.01; done
 }
-# rates NAME: the drain rate between resume and the event, and after it, from the CSV.
+# rates NAME: the drain rate between resume and the event (a replica ready, or killed), and after
+# it, from the CSV; and the seconds from resume to the end of the drain.
 rates() {
   python3 - "$DATA/$1.csv" "$DATA/$1.events" <<'PY'
 import csv, sys
 rows = [(float(r["unix_seconds"]), int(r["succeeded"]), int(r["waiting"])) for r in csv.DictReader(open(sys.argv[1]))]
 ev = dict(l.split() for l in open(sys.argv[2]))
-t0, t1 = float(ev["resume"]), float(ev["event"])
+t0, t1 = float(ev["resume"]), float(ev.get("ready", ev["event"]))  # a replica added counts once ready
 base = rows[0][1]
 def at(t):  # succeeded at time t, from the nearest sample at or before it
     return max([s for (u, s, _) in rows if u <= t] or [base])
@@ -130,10 +132,11 @@ mkdir -p "$IMG"
 for s in add kill; do
   t0=$(awk '$1=="resume" {print $2}' "$DATA/$s.events")
   awk -F, -v t0="$t0" 'NR>1 {printf "%.3f %d %d\n", $1-t0, $2, $3}' "$DATA/$s.csv" > "$DATA/$s.dat"
-  awk -v t0="$t0" '$1!="resume" {printf "%.3f\n", $2-t0}' "$DATA/$s.events" | head -1 > "$DATA/$s.event"
+  awk -v t0="$t0" '$1=="event" {printf "%.3f\n", $2-t0}' "$DATA/$s.events" > "$DATA/$s.event"
+  awk -v t0="$t0" '$1=="ready" {printf "%.3f\n", $2-t0}' "$DATA/$s.events" > "$DATA/$s.ready"
 done
 gnuplot <<GP
-set terminal pngcairo size 900,420 font ",10"
+set terminal pngcairo size 900,420 font ",10" noenhanced
 set grid; set key top left
 set output "$IMG/pg-replicas.png"
 set title "J1 end to end on one Postgres: tandem replicas against River (2 cores)"
@@ -141,11 +144,14 @@ set xlabel "tandem replicas"; set ylabel "jobs/s"; set xtics 1; set xrange [0.5:
 plot "$DATA/replicas.dat" u 1:2 w lp lw 2 t "tandem (64 HTTP clients)", "$DATA/replicas.dat" u 1:3 w l dt 2 t "River v0.51.2 (8 in-process inserters)"
 set xrange [*:*]; set xtics autofreq; set xlabel "seconds from resume"; set ylabel "jobs"
 set output "$IMG/pg-backlog-add.png"
-set title "A 20,000-job backlog: a second replica starts at the dashed line"
+set key center right
+set title "A 20,000-job backlog on one replica: a second starts at the dashed line, ready at the dotted one"
 set arrow 1 from $(cat "$DATA/add.event"), graph 0 to $(cat "$DATA/add.event"), graph 1 nohead dt 2
+set arrow 2 from $(cat "$DATA/add.ready"), graph 0 to $(cat "$DATA/add.ready"), graph 1 nohead dt 3
 plot "$DATA/add.dat" u 1:3 w l lw 2 t "waiting", "$DATA/add.dat" u 1:(\$2-$(head -1 "$DATA/add.dat" | cut -d' ' -f2)) w l lw 2 t "succeeded"
 set output "$IMG/pg-backlog-kill.png"
 set title "A 20,000-job backlog on 3 replicas: one killed (kill -9) at the dashed line, jobs.rescue_after 5s"
+unset arrow 2
 set arrow 1 from $(cat "$DATA/kill.event"), graph 0 to $(cat "$DATA/kill.event"), graph 1 nohead dt 2
 plot "$DATA/kill.dat" u 1:3 w l lw 2 t "waiting", "$DATA/kill.dat" u 1:(\$2-$(head -1 "$DATA/kill.dat" | cut -d' ' -f2)) w l lw 2 t "succeeded"
 GP

@@ -197,6 +197,9 @@ func watch(path, queuesURL string, period time.Duration) (stop func(), err error
 			}
 			select {
 			case <-done:
+				if c, err := counts(queuesURL); err == nil { // the last line is the end
+					fmt.Fprintf(f, "%.3f,%d,%d\n", float64(time.Now().UnixNano())/1e9, c.succeeded, c.waiting)
+				}
 				return
 			case <-t.C:
 			}
