@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -278,7 +280,7 @@ func TestPostgresPodDisruptionBudget(t *testing.T) {
 }
 
 // TestPostgresExamples: the HPA and KEDA examples scale the Deployment, never below 2 (the PDB's
-// one disruption leaves a pod), and KEDA reads the cluster-wide depth once, not once per pod.
+// one disruption leaves a pod), and KEDA counts ready jobs in tandem's table with the pods' URL.
 func TestPostgresExamples(t *testing.T) {
 	m := loadPostgres(t)
 	var hpa autoscalingv2.HorizontalPodAutoscaler
@@ -297,8 +299,45 @@ func TestPostgresExamples(t *testing.T) {
 	if so.Spec.MinReplicaCount < 2 {
 		t.Errorf("minReplicaCount %d: want at least 2", so.Spec.MinReplicaCount)
 	}
-	q := so.Spec.Triggers[0].Metadata["query"]
-	if !strings.Contains(q, "tandem_queue_ready_jobs") || !strings.HasPrefix(q, "max(") {
-		t.Errorf("KEDA query %q: every pod reports the same cluster-wide tandem_queue_ready_jobs, so take max(), not sum()", q)
+	tr := so.Spec.Triggers[0]
+	if tr.Type != "postgresql" {
+		t.Fatalf("trigger %s, want postgresql", tr.Type)
+	}
+	// KEDA resolves connectionFromEnv in the target's container: it must be the URL from the Secret.
+	var fromSecret bool
+	for _, e := range m.container(t).Env {
+		fromSecret = fromSecret || (e.Name == tr.Metadata["connectionFromEnv"] && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil)
+	}
+	if !fromSecret || tr.Metadata["connectionFromEnv"] != envName("store.url") {
+		t.Errorf("connectionFromEnv %q: want %s, the container's URL from the Secret", tr.Metadata["connectionFromEnv"], envName("store.url"))
+	}
+	if v, err := strconv.ParseFloat(tr.Metadata["targetQueryValue"], 64); err != nil || v <= 0 {
+		t.Errorf("targetQueryValue %q: want a positive number", tr.Metadata["targetQueryValue"])
+	}
+	// The query names tandem's table and columns as the store's migrations create them.
+	q := tr.Metadata["query"]
+	if !regexp.MustCompile(`(?i)^SELECT count\(\*\) FROM tandem_jobs WHERE .*\bstate = 'ready'`).MatchString(q) {
+		t.Errorf("query %q: want SELECT count(*) FROM tandem_jobs WHERE ... state = 'ready'", q)
+	}
+	migrations, _ := filepath.Glob("../store/postgres/migrations/*.sql")
+	if len(migrations) == 0 {
+		t.Fatal("no ../store/postgres/migrations/*.sql to check the query against")
+	}
+	var schema []byte
+	for _, f := range migrations {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		schema = append(schema, raw...)
+	}
+	table := regexp.MustCompile(`(?s)CREATE TABLE tandem_jobs \((.*?)\n\);`).FindSubmatch(schema)
+	if table == nil {
+		t.Fatal("the migrations create no tandem_jobs table")
+	}
+	for _, col := range []string{"queue", "state"} {
+		if !regexp.MustCompile(`(?m)^\s+` + col + `\s+text\b`).Match(table[1]) {
+			t.Errorf("tandem_jobs has no text column %s, which the KEDA query reads", col)
+		}
 	}
 }
