@@ -102,9 +102,9 @@ pg_fresh_db tandem
 start_replicas 1 add "${PGENV[@]}"
 backlog add
 wait_succeeded 5000
-echo "event $(date +%s.%N)" >> "$DATA/add.events"
 start_replica add "${PGENV[@]}"
-echo "ready $(date +%s.%N)" >> "$DATA/add.events"
+# TANDEM_T0: the second replica's exec (lib.sh); now: its /readyz answered.
+printf 'event %s\nready %s\n' "$TANDEM_T0" "$(date +%s.%N)" >> "$DATA/add.events"
 wait "$WATCH_PID" || echo "ADD: the backlog did not drain (see $DATA/add.json)"
 read -r before after total <<<"$(rates add)"
 echo "ADD 20,000 backlog: 1 replica ${before} jobs/s; after a 2nd started (ready in ${TANDEM_READY_SECS}s) ${after} jobs/s; drained in ${total}s"
