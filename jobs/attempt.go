@@ -66,6 +66,7 @@ func (r *Runtime) start(j *Job, at time.Time) *Job {
 	job := j.Clone()
 	started := at.UTC()
 	job.State, job.Attempt, job.StartedAt = StateRunning, j.Attempt+1, &started
+	job.AttemptedBy = appendNode(job.AttemptedBy, r.opts.Node)
 	r.noteStart(j.ID, startMark{attempt: job.Attempt, at: started})
 	return job
 }
@@ -148,13 +149,14 @@ func (r *Runtime) finish(j *Job, o outcome) {
 	if !o.unstarted {
 		r.takeStart(j.ID) // if it is not written yet, this acknowledgement writes it
 	}
-	wait, err := r.store.UpdateQueued(ctx, j.ID, func(cur *Job) error {
+	fn := func(cur *Job) error {
 		switch {
 		case o.unstarted && cur.State == StatePrefetched && cur.Attempt == o.attempt:
 		case !o.unstarted && cur.State == StateRunning && cur.Attempt == o.attempt:
 		case !o.unstarted && cur.State == StatePrefetched && cur.Attempt == o.attempt-1:
 			at := o.startedAt // the start was not written: it is, with the outcome
 			cur.Attempt, cur.StartedAt = o.attempt, &at
+			cur.AttemptedBy = appendNode(cur.AttemptedBy, r.opts.Node)
 		default:
 			return errStale // changed behind our back (canceled and retried by hand): leave it
 		}
@@ -175,7 +177,8 @@ func (r *Runtime) finish(j *Job, o outcome) {
 			cur.RunAt = o.runAt
 		}
 		return nil
-	})
+	}
+	wait, err := r.store.UpdateQueued(ctx, j.ID, fn)
 	// The room is free once the acknowledgement is queued: a lease that takes it is queued later,
 	// so it commits with this acknowledgement or after it, and the file never holds more than
 	// size + prefetch leased jobs. The next lease thus shares this commit instead of waiting a
@@ -193,7 +196,7 @@ func (r *Runtime) finish(j *Job, o outcome) {
 	// is free at once and no goroutine is started per job.
 	r.jobsWG.Add(1)
 	r.ackMu.Lock()
-	r.acks = append(r.acks, pendingAck{j: j, o: o, wait: wait, err: err})
+	r.acks = append(r.acks, pendingAck{j: j, o: o, fn: fn, wait: wait, err: err})
 	start := !r.acking
 	r.acking = true
 	r.ackMu.Unlock()
@@ -207,6 +210,7 @@ func (r *Runtime) finish(j *Job, o outcome) {
 type pendingAck struct {
 	j    *Job
 	o    outcome
+	fn   func(cur *Job) error // the write, for a retry
 	wait func() (*Job, error)
 	err  error // from queueing it; wait is nil then
 }
@@ -238,6 +242,9 @@ func (r *Runtime) acknowledged(a pendingAck) {
 	if err == nil {
 		updated, err = a.wait()
 	}
+	if err != nil && r.shared != nil {
+		updated, err = r.retryAck(a, err)
+	}
 	switch {
 	case errors.Is(err, errStale), errors.Is(err, ErrNotFound):
 	case err != nil:
@@ -250,6 +257,33 @@ func (r *Runtime) acknowledged(a pendingAck) {
 		r.logOutcome(updated, o)
 		if o.state == StateRetrying || (o.state == StateReady && !o.runAt.IsZero()) {
 			r.signal(r.promote)
+		}
+	}
+}
+
+// retryAck writes an acknowledgement again until a Shared store takes it (its database is down or
+// unreachable) or Stop gives up, so a job that ran while the database was away is not run again
+// for want of its acknowledgement. Its lease is renewed meanwhile, so no other replica rescues it;
+// and a retry after a write that did land but whose answer was lost finds the job already
+// acknowledged (errStale).
+func (r *Runtime) retryAck(a pendingAck, err error) (*Job, error) {
+	if errors.Is(err, errStale) || errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	r.log.Warn("acknowledge job: the store failed; retrying until it answers", "job", a.j.ID, "state", a.o.state, "err", err)
+	backoff := 50 * time.Millisecond
+	for {
+		t := time.NewTimer(backoff)
+		select {
+		case <-r.ackCtx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		var j *Job
+		if j, err = r.store.Update(r.ackCtx, a.j.ID, a.fn); err == nil || errors.Is(err, errStale) || errors.Is(err, ErrNotFound) {
+			return j, err
 		}
 	}
 }

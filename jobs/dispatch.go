@@ -38,9 +38,18 @@ func (r *Runtime) dispatchLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
+		case <-r.changes(): // another replica made jobs ready
 		case <-safety.C:
 		}
 	}
+}
+
+// changes is the Shared store's Changes, nil (never ready) on a store of its own.
+func (r *Runtime) changes() <-chan struct{} {
+	if r.shared == nil {
+		return nil
+	}
+	return r.shared.Changes()
 }
 
 // dispatchOnce leases one round of jobs and returns how many. Jobs start as soon as their lease is
@@ -100,7 +109,14 @@ func (r *Runtime) dispatchOnce(ctx context.Context) int {
 	return n
 }
 
-func (r *Runtime) leaseFor(string) time.Duration { return r.opts.Timeout + leaseGrace }
+// leaseFor is a lease's length: on a Shared store RescueAfter, renewed by the heartbeat while the
+// job is here; on a store of its own longer than any attempt, since a restart recovers its leases.
+func (r *Runtime) leaseFor(string) time.Duration {
+	if r.shared != nil {
+		return r.opts.RescueAfter
+	}
+	return r.opts.Timeout + leaseGrace
+}
 
 // allocate shares the room (pool size + prefetch - inflight) among queues with ready jobs by smooth
 // weighted round robin, honouring each queue's concurrency cap, and reserves it.

@@ -149,33 +149,49 @@ func trimBatchPrefix(k string) string {
 // EnqueueBatch stores up to Options.BatchMax jobs in one commit, all or nothing. Field names in a
 // ValidationError are "jobs[i].field".
 func (r *Runtime) EnqueueBatch(ctx context.Context, ps []EnqueueParams) ([]*Job, []bool, error) {
+	jobs, err := r.buildBatch(ps)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, created, err := r.store.Insert(ctx, jobs, r.maxPending)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enqueue: %w", err)
+	}
+	r.enqueued(out, created)
+	return out, created, nil
+}
+
+// buildBatch validates a batch and builds its records.
+func (r *Runtime) buildBatch(ps []EnqueueParams) ([]*Job, error) {
 	verr := &ValidationError{}
 	if len(ps) == 0 {
 		verr.add("jobs", "must hold at least one job")
-		return nil, nil, verr
+		return nil, verr
 	}
 	if len(ps) > r.opts.BatchMax {
 		verr.add("jobs", fmt.Sprintf("at most %d jobs a batch, got %d", r.opts.BatchMax, len(ps)))
-		return nil, nil, verr
+		return nil, verr
 	}
 	now := r.opts.Now().UTC()
 	jobs := make([]*Job, 0, len(ps))
 	for i, p := range ps {
 		j, err := r.build(p, i, now, verr)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if j != nil {
 			jobs = append(jobs, j)
 		}
 	}
 	if len(verr.Fields) > 0 {
-		return nil, nil, verr
+		return nil, verr
 	}
-	out, created, err := r.store.Insert(ctx, jobs, r.maxPending)
-	if err != nil {
-		return nil, nil, fmt.Errorf("enqueue: %w", err)
-	}
+	return jobs, nil
+}
+
+// enqueued counts the jobs an insert created and wakes the dispatcher (and the promoter for
+// delayed ones).
+func (r *Runtime) enqueued(out []*Job, created []bool) {
 	delayed := false
 	counts := map[[2]string]int{}
 	for i, j := range out {
@@ -191,7 +207,6 @@ func (r *Runtime) EnqueueBatch(ctx context.Context, ps []EnqueueParams) ([]*Job,
 	if delayed {
 		r.signal(r.promote)
 	}
-	return out, created, nil
 }
 
 func (r *Runtime) maxPending(queue string) int {

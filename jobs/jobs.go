@@ -1,8 +1,10 @@
 // Package jobs gives tandem's durable queue its meaning: enqueue with validation, leases, retries
 // with backoff, delays, priorities, weighted queues, unique keys, cancel, and recovery after a crash.
 // Records live in a Store (store.go: the interface, and what each method promises), which package
-// store implements on a bbolt file; jobs owns the record types, so neither the store's callers nor
-// the HTTP API know the backend. Handlers run on a pool.Pool.
+// store implements on a bbolt file for one process, and package store/postgres on a database that
+// several replicas share (shared.go and cluster.go: heartbeat leases, one elected leader for the
+// maintenance, rescue of a dead replica's jobs); jobs owns the record types, so neither the
+// store's callers nor the HTTP API know the backend. Handlers run on a pool.Pool.
 //
 // A Go program registers its own kinds and enqueues from the same process:
 //
@@ -197,6 +199,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer receives events for metrics. Optional.
 	Observer Observer
+	// Node names this process in Job.AttemptedBy and, on a Shared store, in the node list. It
+	// must be unique among the processes sharing a store. Default DefaultNode() (hostname:pid).
+	Node string
+	// Version is reported in the node list. Optional.
+	Version string
+	// RescueAfter is, on a Shared store, how long a lease lasts without a heartbeat: the jobs of a
+	// process that died are rescued by another one this long after its last heartbeat (which
+	// comes every RescueAfter/3). A live job is never rescued, however long it runs. Default 30s.
+	// A store of its own (bbolt) ignores it: a restart recovers its leases at once.
+	RescueAfter time.Duration
+	// NodePools reports this process's pools in the node list. Default: the jobs pool.
+	NodePools func() map[string]NodePool
 }
 
 // maxErrorsKept is how many attempt errors a job keeps (the most recent).
@@ -244,6 +258,8 @@ func (o Options) withDefaults() Options {
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
+	o.Node = cmp.Or(o.Node, DefaultNode())
+	o.RescueAfter = cmp.Or(o.RescueAfter, 30*time.Second)
 	return o
 }
 
@@ -253,6 +269,8 @@ func (o Options) validate() error {
 		return errors.New("jobs: Options.Store is required")
 	case o.Pool == nil:
 		return errors.New("jobs: Options.Pool is required")
+	case o.RescueAfter < 0:
+		return fmt.Errorf("jobs: Options.RescueAfter: must be > 0, got %s", o.RescueAfter)
 	case o.Prefetch < 0:
 		return fmt.Errorf("jobs: Options.Prefetch: must be >= 0, got %d", o.Prefetch)
 	case o.Pool.Stats().Backlog < o.Prefetch:
@@ -285,6 +303,14 @@ type Runtime struct {
 	pool  *pool.Pool
 	log   *slog.Logger
 
+	// On a Shared store (cluster.go): nil otherwise.
+	shared    Shared
+	leader    atomic.Bool           // this process runs the maintenance; always, on a store of its own
+	storeErr  atomic.Pointer[error] // the last ping's error, nil while the store answers
+	startedAt time.Time
+	beats     sync.WaitGroup // the heartbeat loop
+	beatStop  context.CancelFunc
+
 	kindsMu sync.RWMutex
 	kinds   map[string]Kind
 
@@ -314,6 +340,8 @@ type Runtime struct {
 	stopping bool
 	runCtx   context.Context // parent of every job's context; canceled with errShutdown
 	runStop  context.CancelCauseFunc
+	ackCtx   context.Context // ends the retries of acknowledgements (Shared store) when Stop gives up
+	ackStop  context.CancelFunc
 	loops    sync.WaitGroup // dispatcher, promoter, sweeper
 	jobsWG   sync.WaitGroup // job submissions, runs and acknowledgements
 	loopStop context.CancelFunc
@@ -332,12 +360,15 @@ func New(opts Options) (*Runtime, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Runtime{
-		opts: opts, store: opts.Store, pool: opts.Pool, log: opts.Logger,
+	shared, _ := opts.Store.(Shared)
+	r := &Runtime{
+		opts: opts, store: opts.Store, pool: opts.Pool, log: opts.Logger, shared: shared,
 		kinds: map[string]Kind{}, running: map[string]*liveJob{}, perQueue: map[string]int{}, swrr: map[string]int{},
 		starts: map[string]startMark{}, startsSpare: map[string]startMark{},
 		wake: make(chan struct{}, 1), promote: make(chan struct{}, 1),
-	}, nil
+	}
+	r.leader.Store(shared == nil)
+	return r, nil
 }
 
 // Register adds a kind. Names are unique; registering after Start is allowed.

@@ -23,7 +23,12 @@ import (
 )
 
 // ants starts the goroutines of its package-level default pool at init; they are not ours.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(withPostgres{m}, goleak.IgnoreCurrent()) }
+
+// withPostgres runs the tests, then stops the Postgres server they started.
+type withPostgres struct{ m *testing.M }
+
+func (w withPostgres) Run() int { return tandemtest.RunWithPostgres(w.m) }
 
 type testBundle struct {
 	store *store.Store

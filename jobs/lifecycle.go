@@ -28,12 +28,21 @@ func (r *Runtime) Start(ctx context.Context) error {
 		return fmt.Errorf("jobs: recover: %w", err)
 	}
 	r.runCtx, r.runStop = context.WithCancelCause(context.Background())
+	r.ackCtx, r.ackStop = context.WithCancel(context.Background())
 	loopCtx, cancel := context.WithCancel(context.Background())
 	r.loopStop = cancel
+	r.startedAt = r.opts.Now().UTC()
 	r.loops.Add(3)
 	go func() { defer r.loops.Done(); r.dispatchLoop(loopCtx) }()
 	go func() { defer r.loops.Done(); r.promoteLoop(loopCtx) }()
 	go func() { defer r.loops.Done(); r.sweepLoop(loopCtx) }()
+	if r.shared != nil {
+		// Its own context: it renews the leases of the jobs Stop lets finish, until they have.
+		beatCtx, cancel := context.WithCancel(context.Background())
+		r.beatStop = cancel
+		r.beats.Add(1)
+		go func() { defer r.beats.Done(); r.heartbeatLoop(beatCtx) }()
+	}
 	return nil
 }
 
@@ -53,6 +62,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 
 	r.loopStop()
 	r.loops.Wait()
+	defer r.stopHeartbeat()
 	// Prefetched jobs still waiting for a worker go back now, not after the grace period.
 	r.mu.Lock()
 	for _, lj := range r.running {
@@ -83,6 +93,17 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		r.ackStop() // acknowledgements retried against a store that is down give up
 		return fmt.Errorf("jobs: stop: %w", ctx.Err())
 	}
+}
+
+// stopHeartbeat ends the heartbeat once Stop is done with the jobs, and leaves the cluster.
+func (r *Runtime) stopHeartbeat() {
+	if r.beatStop == nil {
+		return
+	}
+	r.beatStop()
+	r.beats.Wait()
+	r.leave()
 }

@@ -5,6 +5,13 @@ import (
 	"fmt"
 )
 
+// isLocal reports whether the job is leased by this process.
+func (r *Runtime) isLocal(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running[id] != nil
+}
+
 // Get returns one job.
 func (r *Runtime) Get(ctx context.Context, id string) (*Job, error) {
 	return r.store.Get(ctx, id)
@@ -23,12 +30,15 @@ func (r *Runtime) Cancel(ctx context.Context, id string) (*Job, error) {
 		switch {
 		case j.State.Finished():
 			return fmt.Errorf("%w: job %s is %s", ErrInvalidState, id, j.State)
-		case j.State.Leased(): // prefetched or running: the attempt, started or not, is this process's
+		case j.State.Leased() && (r.shared == nil || r.isLocal(id)):
+			// The attempt, started or not, is this process's (the only one, on a store of its own).
 			running = true
 			return errStale // the attempt itself records the cancellation when it ends
 		}
+		// Waiting, or leased by another replica: canceled here. That replica's heartbeat learns it
+		// lost the lease and stops the attempt, whose acknowledgement then finds the job canceled.
 		now := r.opts.Now().UTC()
-		j.State, j.FinishedAt = StateCanceled, &now
+		j.State, j.FinishedAt, j.LeaseUntil = StateCanceled, &now, nil
 		return nil
 	})
 	if running {

@@ -9,7 +9,12 @@ import (
 // next one is due (at most a second, so a clock change is noticed) or a new one arrives.
 func (r *Runtime) promoteLoop(ctx context.Context) {
 	for {
-		moved, next, err := r.store.Promote(ctx, r.opts.Now())
+		var moved int
+		var next time.Time
+		var err error
+		if r.leader.Load() { // on a Shared store one replica promotes for all
+			moved, next, err = r.store.Promote(ctx, r.opts.Now())
+		}
 		if err != nil && ctx.Err() == nil {
 			r.log.Error("promote delayed jobs", "err", err)
 		}

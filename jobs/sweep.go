@@ -17,13 +17,18 @@ func (r *Runtime) sweepLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if !r.leader.Load() {
+			continue // on a Shared store the leader sweeps for all
+		}
 		now := r.opts.Now()
 		if n, err := r.store.Sweep(ctx, now.Add(-r.opts.Retention), 500); err != nil && ctx.Err() == nil {
 			r.log.Error("sweep finished jobs", "err", err)
 		} else if n > 0 {
 			r.log.Debug("swept finished jobs", "jobs", n)
 		}
-		r.reclaimExpired(ctx, now)
+		if r.shared == nil { // the heartbeat rescues on a Shared store, more often
+			r.reclaimExpired(ctx, now)
+		}
 	}
 }
 
