@@ -91,7 +91,7 @@ func TestClientVerbs(t *testing.T) {
 		}
 	}
 	r := runCmd(t, nil, "--json", "frobnicate")
-	if r.code != exitConfig || !strings.Contains(r.stderr, `unknown command "frobnicate"; the commands are serve, config, check-config, version, healthcheck, enqueue, jobs, queues, pools`) {
+	if r.code != exitConfig || !strings.Contains(r.stderr, `unknown command "frobnicate"; the commands are serve, config, check-config, version, healthcheck, enqueue, jobs, queues, pools, nodes, migrate`) {
 		t.Errorf("tandem --json frobnicate: %+v", r)
 	}
 }

@@ -95,12 +95,22 @@ func runEnqueue(ctx context.Context, args, env []string, stdout, stderr io.Write
 }
 
 // jobOrder is the order a job's fields are shown in; the rest follow by name.
-var jobOrder = []string{"id", "kind", "queue", "state", "priority", "attempt", "max_attempts", "timeout",
+var jobOrder = []string{"id", "kind", "queue", "state", "priority", "attempt", "max_attempts", "attempted_by", "timeout",
 	"unique_key", "run_at", "created_at", "updated_at", "started_at", "finished_at", "payload", "result", "errors"}
 
-// jobFields prints the job that the call decodes into *job.
+// jobFields prints the job that the call decodes into *job; attempted_by as the node names,
+// oldest first ("-" before the first attempt).
 func jobFields(job *map[string]any) func(io.Writer) error {
-	return func(w io.Writer) error { return fields(w, *job, jobOrder...) }
+	return func(w io.Writer) error {
+		if nodes, ok := (*job)["attempted_by"].([]any); ok {
+			names := make([]string, len(nodes))
+			for i, n := range nodes {
+				names[i] = cell(n)
+			}
+			(*job)["attempted_by"] = strings.Join(names, " ")
+		}
+		return fields(w, *job, jobOrder...)
+	}
 }
 
 // checkVerb checks verb against a command's verbs ("" is the first), naming them all when it is not one.
@@ -280,4 +290,44 @@ func runPools(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		var p map[string]any
 		return c.call(ctx, stdout, http.MethodDelete, c.admin, "/admin/pools/"+url.PathEscape(fs.Arg(1))+"/pin", map[string]any{}, &p, one(fs.Arg(1), &p))
 	}
+}
+
+// nodeCols are the columns of tandem nodes; http and jobs are each pool's running/size.
+var nodeCols = []string{"name", "version", "leader", "running", "http", "jobs", "heartbeat", "started_at"}
+
+func runNodes(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("nodes", "[--json]", stderr)
+	c := addClientFlags(fs, env)
+	if err := parseClient(fs, c, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("nodes takes no argument, not %q", fs.Arg(0))}
+	}
+	var out struct {
+		Nodes  []map[string]any `json:"nodes"`
+		Shared bool             `json:"shared"`
+	}
+	return c.call(ctx, stdout, http.MethodGet, c.admin, "/admin/nodes", nil, &out, func(w io.Writer) error {
+		now := time.Now()
+		for _, n := range out.Nodes {
+			pools, _ := n["pools"].(map[string]any)
+			for _, name := range []string{"http", "jobs"} {
+				if p, ok := pools[name].(map[string]any); ok {
+					n[name] = cell(p["running"]) + "/" + cell(p["size"])
+				}
+			}
+			if at, err := time.Parse(time.RFC3339Nano, cell(n["heartbeat_at"])); err == nil {
+				n["heartbeat"] = max(now.Sub(at), 0).Round(100*time.Millisecond).String() + " ago"
+			}
+		}
+		if err := rows(w, nodeCols, out.Nodes...); err != nil {
+			return err
+		}
+		if !out.Shared {
+			_, err := fmt.Fprintln(w, "store.backend is bbolt: this process is the only node")
+			return err
+		}
+		return nil
+	})
 }

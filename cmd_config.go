@@ -15,10 +15,27 @@ import (
 )
 
 // autoKeys print 0 as "auto".
-var autoKeys = map[string]bool{"server.threads": true, "jobs.concurrency": true, "runtime.gomaxprocs": true}
+var autoKeys = map[string]bool{"server.threads": true, "jobs.concurrency": true, "runtime.gomaxprocs": true, "store.max_conns": true}
 
 // secretKeys are never printed.
 var secretKeys = map[string]bool{"admin.token": true}
+
+// redactedKeys are printed only through their redaction: a URL whose password is hidden.
+var redactedKeys = map[string]func(string) string{"store.url": redactURL}
+
+// shownValue is what an error or a listing may show of a raw value of key.
+func shownValue(key string, v any) any {
+	s, ok := v.(string)
+	switch {
+	case secretKeys[key]:
+		return "(not shown)"
+	case redactedKeys[key] != nil && ok:
+		return redactedKeys[key](s)
+	case redactedKeys[key] != nil:
+		return "(not shown)"
+	}
+	return v
+}
 
 // loadFromArgs registers the configuration flags on fs, parses args and loads the configuration.
 func loadFromArgs(fs *pflag.FlagSet, args []string, environ []string) (*Loaded, error) {
@@ -127,6 +144,9 @@ func printable(key string, v any) any {
 	case string:
 		if secretKeys[key] && x != "" {
 			return "(set, not shown)"
+		}
+		if r := redactedKeys[key]; r != nil && x != "" {
+			return r(x)
 		}
 	case []string:
 		if x == nil {

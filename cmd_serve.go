@@ -50,17 +50,11 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	sz := deriveSizes(cfg, rt)
 
 	mx := metrics.New(metrics.Options{})
-	st, err := store.Open(ctx, store.Options{
-		Path: cfg.Store.Path, OpenTimeout: cfg.Store.OpenTimeout, NoSync: cfg.Store.Sync == "none", Logger: log,
-		OnCommit: mx.ObserveCommit,
-	})
+	st, err := openStore(ctx, cfg.Store, log, mx)
 	if err != nil {
-		if errors.Is(err, store.ErrCorrupt) {
-			return damaged(cfg.Store.Path, err) // the error names the file already
-		}
-		return fmt.Errorf("open store %s: %w", cfg.Store.Path, err)
+		return err
 	}
-	defer st.Close()
+	defer st.close()
 	// Until the server listens, a step that fails undoes the ones before it, newest first; the
 	// store closes after them (its defer runs last).
 	var undo teardown
@@ -84,11 +78,16 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	undo = append(undo, jobPool.Release)
 
 	runtime, err := jobs.New(jobs.Options{
-		Store: st, Pool: jobPool, Queues: queueOptions(cfg.Jobs.Queues),
+		Store: st.store, Pool: jobPool, Queues: queueOptions(cfg.Jobs.Queues),
 		MaxPending: cfg.Jobs.MaxPending, MaxAttempts: cfg.Jobs.MaxAttempts, Timeout: cfg.Jobs.Timeout,
 		Retention: cfg.Jobs.Retention, MaxPayloadBytes: cfg.Jobs.MaxPayloadBytes,
 		MaxResultBytes: cfg.Jobs.MaxResultBytes, BatchMax: cfg.Jobs.BatchMax, Prefetch: cfg.Jobs.Prefetch,
 		ShutdownTimeout: cfg.Jobs.ShutdownTimeout, Logger: log, Observer: mx.JobsObserver(),
+		Node: cfg.Node.Name, Version: version, RescueAfter: cfg.Jobs.RescueAfter,
+		NodePools: func() map[string]jobs.NodePool {
+			h, j := httpPool.Stats(), jobPool.Stats()
+			return map[string]jobs.NodePool{"http": {Size: h.Size, Running: h.Running}, "jobs": {Size: j.Size, Running: j.Running}}
+		},
 	})
 	if err != nil {
 		return err
@@ -151,10 +150,11 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		"memory_limit", nullable(res.MemoryLimit), "gomemlimit", nullable(rt.GOMEMLIMIT),
 		"threads", sz.threads, "concurrency", sz.concurrency,
 		"http_addr", srv.Addr(), "admin_addr", srv.AdminAddr(),
-		"store", cfg.Store.Path, "store_sync", cfg.Store.Sync, "version", version)
-	notify := systemd.NewNotifier(systemd.NotifierOptions{Logger: log, Health: func(ctx context.Context) error {
-		return st.Ping(ctx) // a stuck store (a hung disk) stops the watchdog pings
-	}})
+		"store_backend", cfg.Store.Backend, "store", st.where, "store_sync", storeSync(cfg.Store),
+		"node", runtime.Node(), "version", version)
+	// A stuck bbolt file (a hung disk) stops the watchdog pings; a Postgres outage turns
+	// readiness off instead (openedStore.health says why).
+	notify := systemd.NewNotifier(systemd.NotifierOptions{Logger: log, Health: st.health})
 	// READY=1 first: systemd expects watchdog pings only from a service that said it is up.
 	_ = notify.Ready(fmt.Sprintf("serving on %s; threads=%d concurrency=%d", srv.Addr(), sz.threads, sz.concurrency))
 	if err := notify.Start(ctx); err != nil {
@@ -182,7 +182,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	errs = append(errs, runtime.Stop(jobsCtx))
 	errs = append(errs, jobPool.Release(jobsCtx), httpPool.Release(jobsCtx))
 	cancel()
-	errs = append(errs, st.Close())
+	errs = append(errs, st.close())
 	if err := errors.Join(errs...); err != nil {
 		log.Error("shutdown", "err", err)
 		return errors.Join(listenerErr, err)
@@ -254,6 +254,15 @@ func (t teardown) run(ctx context.Context, timeout time.Duration, log *slog.Logg
 func accessLog(s string) server.AccessLog {
 	a, _ := server.ParseAccessLog(s)
 	return a
+}
+
+// storeSync is store.sync for the start line: a bbolt setting, which Postgres (its own
+// synchronous_commit) does not have.
+func storeSync(c StoreConfig) string {
+	if c.Backend != "bbolt" {
+		return "n/a"
+	}
+	return c.Sync
 }
 
 // damaged adds to an error wrapping store.ErrCorrupt, found before tandem wrote anything, what the

@@ -46,12 +46,17 @@ type ConfigError struct {
 	Value   any    // what was given, when there was one
 	Allowed string // what is allowed
 	Source  Source // where it came from
+	// Because, when set, is the key whose value makes Key required (store.backend for store.url);
+	// the error then names that key's layer instead of Key's.
+	Because string
 }
 
 func (e *ConfigError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Key)
-	if e.Source != "" {
+	if e.Because != "" {
+		fmt.Fprintf(&b, " (because of %s, from %s)", e.Because, e.Source)
+	} else if e.Source != "" {
 		fmt.Fprintf(&b, " (from %s)", e.Source)
 	}
 	if e.Value == nil {
@@ -92,7 +97,7 @@ func loadConfig(o LoadOptions) (*Loaded, error) {
 			}
 			parsed, err := opt.parse(v)
 			if err != nil {
-				return &ConfigError{Key: key, Value: v, Allowed: err.Error(), Source: src(key)}
+				return &ConfigError{Key: key, Value: shownValue(key, v), Allowed: err.Error(), Source: src(key)}
 			}
 			merged[key] = parsed
 			sources[key] = src(key)
@@ -149,6 +154,9 @@ func loadConfig(o LoadOptions) (*Loaded, error) {
 		var ce *ConfigError
 		if errors.As(err, &ce) && ce.Source == "" {
 			ce.Source = sources[ce.Key]
+			if ce.Because != "" {
+				ce.Source = sources[ce.Because]
+			}
 		}
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -22,6 +23,7 @@ type Config struct {
 	Sizing SizingConfig
 	Store  StoreConfig
 	Jobs   JobsConfig
+	Node   NodeConfig
 }
 
 // ServerConfig is the server section.
@@ -64,11 +66,20 @@ type SizingConfig struct {
 	GOMEMLIMITRatio float64
 }
 
-// StoreConfig is the store section.
+// StoreConfig is the store section: Backend says which of the other fields apply (Path,
+// OpenTimeout and Sync to bbolt; URL and MaxConns to postgres).
 type StoreConfig struct {
+	Backend     string // bbolt or postgres
 	Path        string
 	OpenTimeout time.Duration
 	Sync        string
+	URL         string // a Postgres URL; secret: printed and logged only through redactURL
+	MaxConns    int    // 0 = auto (postgres.Options.MaxConns's default)
+}
+
+// NodeConfig is the node section: this process among the replicas sharing a Postgres store.
+type NodeConfig struct {
+	Name string // "" = hostname:pid (jobs.DefaultNode)
 }
 
 // JobsConfig is the jobs section.
@@ -84,6 +95,7 @@ type JobsConfig struct {
 	MaxResultBytes  int
 	BatchMax        int
 	ShutdownTimeout time.Duration
+	RescueAfter     time.Duration
 	Queues          map[string]QueueConfig
 	Autoscale       Bounds
 	ExecAllow       []string
@@ -142,9 +154,12 @@ var options = []option{
 	{"log.slow_request", "log.access errors also logs requests slower than this", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Log.SlowRequest = v.(time.Duration) }},
 	{"runtime.gomaxprocs", "GOMAXPROCS (auto = floor(cpus), at least 1)", autoInt(1, 1024), func(c *Config, v any) { c.Sizing.GOMAXPROCS = v.(int) }},
 	{"runtime.gomemlimit_ratio", "GOMEMLIMIT as a fraction of the memory limit", floatRange(0.1, 1), func(c *Config, v any) { c.Sizing.GOMEMLIMITRatio = v.(float64) }},
+	{"store.backend", "bbolt (one process, a local file) or postgres (replicas share one queue)", enum("bbolt", "postgres"), func(c *Config, v any) { c.Store.Backend = v.(string) }},
 	{"store.path", "database file", pathValue, func(c *Config, v any) { c.Store.Path = v.(string) }},
-	{"store.open_timeout", "wait for the file lock", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Store.OpenTimeout = v.(time.Duration) }},
+	{"store.open_timeout", "wait for the store at start (bbolt: the file lock; postgres: the database)", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Store.OpenTimeout = v.(time.Duration) }},
 	{"store.sync", "always or none (unsafe)", enum("always", "none"), func(c *Config, v any) { c.Store.Sync = v.(string) }},
+	{"store.url", "postgres URL, like postgres://user:password@host:5432/tandem (prefer TANDEM_STORE_URL)", postgresURLValue, func(c *Config, v any) { c.Store.URL = v.(string) }},
+	{"store.max_conns", "postgres connections at most (auto = 10)", autoInt(2, 1000), func(c *Config, v any) { c.Store.MaxConns = v.(int) }},
 	{"jobs.concurrency", "jobs run at once (auto = cpus)", autoInt(1, pool.MaxSize), func(c *Config, v any) { c.Jobs.Concurrency = v.(int) }},
 	{"jobs.pin_cpus", "pin job workers to CPUs", boolValue, func(c *Config, v any) { c.Jobs.PinCPUs = v.(bool) }},
 	{"jobs.prefetch", "jobs leased beyond free workers", intRange(0, 1024), func(c *Config, v any) { c.Jobs.Prefetch = v.(int) }},
@@ -156,11 +171,13 @@ var options = []option{
 	{"jobs.max_result_bytes", "largest stored result", intRange(64, 16<<20), func(c *Config, v any) { c.Jobs.MaxResultBytes = v.(int) }},
 	{"jobs.batch_max", "most jobs per batch", intRange(1, 100_000), func(c *Config, v any) { c.Jobs.BatchMax = v.(int) }},
 	{"jobs.shutdown_timeout", "time for running jobs at shutdown", durRange(0, time.Hour), func(c *Config, v any) { c.Jobs.ShutdownTimeout = v.(time.Duration) }},
+	{"jobs.rescue_after", "postgres: a dead replica's jobs run elsewhere this long after its last heartbeat", durRange(100*time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Jobs.RescueAfter = v.(time.Duration) }},
 	{"jobs.queues", "named queues (file only)", queuesValue, func(c *Config, v any) { c.Jobs.Queues = v.(map[string]QueueConfig) }},
 	{"jobs.autoscale.min", "job pool autoscale lower bound (0 with max 0: off)", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Jobs.Autoscale.Min = v.(int) }},
 	{"jobs.autoscale.max", "job pool autoscale upper bound", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Jobs.Autoscale.Max = v.(int) }},
 	{"jobs.autoscale.quiet", "quiet time before job pool autoscale shrinks", durRange(time.Second, 24*time.Hour), func(c *Config, v any) { c.Jobs.Autoscale.Quiet = v.(time.Duration) }},
 	{"jobs.exec.allow", "programs the exec kind may run (comma-separated in env and flags)", pathList, func(c *Config, v any) { c.Jobs.ExecAllow = v.([]string) }},
+	{"node.name", "this replica's name in attempted_by and /admin/nodes (empty = hostname:pid)", nodeNameValue, func(c *Config, v any) { c.Node.Name = v.(string) }},
 }
 
 func lookupOption(key string) (option, bool) {
@@ -195,6 +212,9 @@ func buildConfig(values map[string]any) (Config, error) {
 	}
 	if c.Server.Addr == c.Admin.Addr && !strings.HasSuffix(c.Server.Addr, ":0") {
 		return c, &ConfigError{Key: "admin.addr", Value: c.Admin.Addr, Allowed: "must differ from server.addr"}
+	}
+	if c.Store.Backend == "postgres" && c.Store.URL == "" {
+		return c, &ConfigError{Key: "store.url", Because: "store.backend", Allowed: "required with store.backend postgres: a URL like postgres://user:password@host:5432/tandem (set TANDEM_STORE_URL to keep the password out of files)"}
 	}
 	for _, p := range c.Jobs.ExecAllow {
 		if !filepath.IsAbs(p) {
@@ -414,4 +434,35 @@ func queuesValue(v any) (any, error) {
 		out[name] = q
 	}
 	return out, nil
+}
+
+// postgresURLValue accepts "" (no Postgres) or a postgres:// or postgresql:// URL with a host. Its
+// errors never repeat the value: it may hold a password (loadConfig redacts the Value it reports).
+func postgresURLValue(v any) (any, error) {
+	s, ok := v.(string)
+	if !ok {
+		return nil, fmt.Errorf("must be a string")
+	}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return nil, fmt.Errorf("must be a URL like postgres://user:password@host:5432/tandem?sslmode=disable")
+	}
+	return s, nil
+}
+
+// nodeNameValue accepts "" (hostname:pid) or a name of printable characters without spaces: it
+// is shown in tables and the dashboard, and sent in every heartbeat.
+func nodeNameValue(v any) (any, error) {
+	s, ok := asString(v)
+	if !ok {
+		return nil, fmt.Errorf("must be a string")
+	}
+	if len(s) > 128 || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, fmt.Errorf("must be at most 128 printable characters without spaces (empty: hostname:pid)")
+	}
+	return s, nil
 }

@@ -38,6 +38,9 @@ func TestDefaultsMatchSchema(t *testing.T) {
 	if c.Server.Threads != 0 || c.Jobs.Concurrency != 0 || c.Server.QueueTimeout != 2*time.Second || c.Store.Sync != "always" || !c.Jobs.PinCPUs {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
+	if c.Store.Backend != "bbolt" || c.Store.URL != "" || c.Store.MaxConns != 0 || c.Jobs.RescueAfter != 30*time.Second || c.Node.Name != "" {
+		t.Fatalf("unexpected store, rescue or node defaults: %+v %v %+v", c.Store, c.Jobs.RescueAfter, c.Node)
+	}
 	if q := c.Jobs.Queues["default"]; q.Weight != 1 {
 		t.Fatalf("default queue = %+v", c.Jobs.Queues)
 	}
@@ -166,6 +169,12 @@ func TestInvalidConfig(t *testing.T) {
 		{"relative exec path", "", []string{"TANDEM_JOBS_EXEC_ALLOW=echo"}, nil, []string{"jobs.exec.allow", "absolute path"}},
 		{"autoscale min over max", "jobs:\n  autoscale:\n    min: 5\n    max: 2\n", nil, nil, []string{"jobs.autoscale.min", "min <= max"}},
 		{"public admin without token", "", []string{"TANDEM_ADMIN_ADDR=0.0.0.0:9090"}, nil, []string{"admin.addr", "token"}},
+		{"bad backend", "", []string{"TANDEM_STORE_BACKEND=sqlite"}, nil, []string{"store.backend", "bbolt, postgres"}},
+		{"postgres without url", "store:\n  backend: postgres\n", nil, nil, []string{"store.url", "because of store.backend, from file $FILE", "required with store.backend postgres"}},
+		{"url not postgres", "", []string{"TANDEM_STORE_URL=mysql://u@h/db"}, nil, []string{"store.url", "env TANDEM_STORE_URL", "postgres://"}},
+		{"max_conns 1", "", nil, []string{"--store.max_conns=1"}, []string{"store.max_conns", "auto or an integer from 2 to 1000"}},
+		{"rescue_after 0", "", []string{"TANDEM_JOBS_RESCUE_AFTER=0s"}, nil, []string{"jobs.rescue_after", "from 100ms to 24h"}},
+		{"node name with a space", "", []string{"TANDEM_NODE_NAME=web 1"}, nil, []string{"node.name", "without spaces"}},
 		{"malformed yaml", "server: [\n", nil, nil, []string{"config file $FILE"}},
 	}
 	for _, tc := range cases {
@@ -203,6 +212,51 @@ func TestGetenv(t *testing.T) {
 	for name, want := range map[string]string{"TANDEM_SERVER_URL": "c", "TANDEM_SERVER": "", "EMPTY": "", "UNSET": ""} {
 		if got := getenv(env, name); got != want {
 			t.Errorf("getenv(%s) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestStoreURLPasswordNeverShown: the password of store.url is in no output of config,
+// config --sources or an error about the URL, while the rest of the URL is, to tell which
+// database it is.
+func TestStoreURLPasswordNeverShown(t *testing.T) {
+	t.Parallel()
+	const secret = "pa55-w0rd-xyz"
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"config", []string{"TANDEM_STORE_URL=postgres://tandem:" + secret + "@db.internal:5432/tandem?sslmode=disable"}, []string{"config"}, 0, "url: postgres://tandem:xxxxx@db.internal:5432/tandem?sslmode=disable"},
+		{"config --sources", []string{"TANDEM_STORE_URL=postgres://tandem:" + secret + "@db.internal/tandem"}, []string{"config", "--sources"}, 0, "url: postgres://tandem:xxxxx@db.internal/tandem # env TANDEM_STORE_URL"},
+		{"password parameter", []string{"TANDEM_STORE_URL=postgres://db.internal/tandem?user=tandem&password=" + secret}, []string{"config"}, 0, "password=xxxxx"},
+		{"bad scheme", []string{"TANDEM_STORE_URL=mysql://tandem:" + secret + "@db.internal/tandem"}, []string{"check-config"}, exitConfig, "mysql://tandem:xxxxx@db.internal/tandem"},
+		{"not a URL", []string{"TANDEM_STORE_URL=postgres://tandem:" + secret + "@db internal:x/%zz"}, []string{"check-config"}, exitConfig, "store.url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, tc.env, append(tc.args, "--config", emptyConfig(t))...)
+			if r.code != tc.code || strings.Contains(r.stdout+r.stderr, secret) || !strings.Contains(r.stdout+r.stderr, tc.want) {
+				t.Fatalf("want exit %d, %q and no password: %+v", tc.code, tc.want, r)
+			}
+		})
+	}
+}
+
+// TestRedactURL: every place a password can sit in a Postgres URL is hidden.
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"postgres://u:secret@h:5432/db":                     "postgres://u:xxxxx@h:5432/db",
+		"postgres://u@h/db":                                 "postgres://u@h/db",
+		"postgresql://h/db?password=secret&sslmode=require": "postgresql://h/db?password=xxxxx&sslmode=require",
+		"postgres://u:secret@h/db?password=secret":          "postgres://u:xxxxx@h/db?password=xxxxx",
+		"postgres://u:secret@h/%zz":                         "(not shown: not a URL)",
+	} {
+		if got := redactURL(in); got != want || strings.Contains(got, "secret") {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -51,6 +51,8 @@ func commands() []command {
 		{"jobs", verbs(jobsVerbs) + " jobs on a running tandem", runJobs},
 		{"queues", verbs(queuesVerbs) + " queues on a running tandem", runQueues},
 		{"pools", verbs(poolsVerbs) + " the pools of a running tandem", runPools},
+		{"nodes", "list the replicas sharing a running tandem's job store (postgres)", runNodes},
+		{"migrate", verbs(migrateVerbs) + " the Postgres schema of store.url (serve also migrates at start)", runMigrate},
 	}
 }
 

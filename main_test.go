@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,10 @@ import (
 // The root package's tests run the commands in this process, through run with an environment of
 // their own, so they run in parallel and build nothing. Tests of the built binary as a process
 // (signals, exit, a running server, the stamped version) are in e2e/.
+
+// TestMain stops the Postgres server that the tests of store.backend postgres start (once, on
+// a free loopback port; or they use TANDEM_TEST_POSTGRES_URL's).
+func TestMain(m *testing.M) { os.Exit(tandemtest.RunWithPostgres(m)) }
 
 // result is what a command run by runCmd left.
 type result struct {

@@ -76,6 +76,29 @@ func TestJobsCLI(t *testing.T) {
 	if r := cli("jobs", "list", "--json"); r.code != 0 || strings.Contains(r.stdout, j.ID) || !strings.Contains(r.stdout, `"jobs"`) {
 		t.Fatalf("list after delete: %+v", r)
 	}
+
+	// A job that ran names the node that ran it; the node list has this process alone.
+	node := fmt.Sprint(p.Started["node"])
+	r = cli("enqueue", "noop", "--json")
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &j) != nil {
+		t.Fatalf("enqueue noop: %+v", r)
+	}
+	attempted := regexp.MustCompile(`(?m)^attempted_by +` + regexp.QuoteMeta(node) + `$`)
+	tandemtest.WaitFor(t, "the noop job's attempted_by", func() bool {
+		return attempted.MatchString(cli("jobs", "show", j.ID).stdout)
+	})
+	r = cli("nodes")
+	row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(node) + ` +\S+ +true +\d+ +\d+/\d+ +\d+/\d+ +[0-9.]+m?s ago +\S+$`)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "NAME ") || !row.MatchString(r.stdout) || !strings.Contains(r.stdout, "bbolt: this process is the only node") {
+		t.Fatalf("nodes: %+v", r)
+	}
+	var nodes struct {
+		Nodes  []struct{ Name string }
+		Shared bool
+	}
+	if r := cli("nodes", "--json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &nodes) != nil || nodes.Shared || len(nodes.Nodes) != 1 || nodes.Nodes[0].Name != node {
+		t.Fatalf("nodes --json: %+v", r)
+	}
 }
 
 // TestClientReadsTheConfiguration: a tandem on non-default ports, set by the environment, is found
@@ -140,7 +163,7 @@ func TestClientJSON(t *testing.T) {
 				{"version"}, {"healthcheck"}, {"enqueue", "noop"}, {"jobs", "list"}, {"jobs", "show", j.ID}, {"jobs", "cancel", j.ID},
 				{"jobs", "retry", j.ID}, {"jobs", "cancel", j.ID}, {"jobs", "delete", j.ID}, {"queues", "list"},
 				{"queues", "pause", "default"}, {"queues", "resume", "default"}, {"pools", "show"}, {"pools", "resize", "jobs", "3"},
-				{"pools", "unpin", "jobs"},
+				{"pools", "unpin", "jobs"}, {"nodes"},
 			} {
 				if asJSON {
 					args = append(args, "--json")

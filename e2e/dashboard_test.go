@@ -130,8 +130,8 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 }
 
 // TestDashboardEndToEnd drives the dashboard in a real headless Chromium against a real tandem:
-// wrong token, right token, pool sizes, a resize through the UI that the admin API agrees with, a
-// validation error shown, a paused queue, a dead job opened and retried, a phone-width view, and
+// wrong token, right token, pool sizes, this process in the Nodes panel, a resize through the UI that the admin API agrees with, a
+// validation error shown, a paused queue, a dead job opened (with the node that ran it) and retried, a phone-width view, and
 // the error shown when tandem is down.
 func TestDashboardEndToEnd(t *testing.T) {
 	t.Parallel()
@@ -174,6 +174,18 @@ func TestDashboardEndToEnd(t *testing.T) {
 	waitJS(t, ctx, "pool sizes", `document.querySelector('#pool-jobs .size')?.textContent === '2' && document.querySelector('#pool-http .size')?.textContent === '5'`)
 	waitJS(t, ctx, "runtime", `document.querySelector('#runtime').textContent.includes('GOMAXPROCS')`)
 	waitJS(t, ctx, "the change-token link", `document.querySelector('#logout').offsetParent !== null`)
+
+	// The Nodes panel lists this process (bbolt: alone, leading) by its default name, hostname:pid.
+	node := fmt.Sprint(tu.Started["node"])
+	host, _ := os.Hostname()
+	if want := fmt.Sprintf("%s:%d", host, tu.Cmd.Process.Pid); node != want {
+		t.Fatalf("start line: node %q, want %q", node, want)
+	}
+	row := fmt.Sprintf(`document.querySelector('#nodes tr[data-node=%q]')`, node)
+	waitJS(t, ctx, "this node in the Nodes panel", row+`?.querySelector('.node-name').textContent === `+fmt.Sprintf("%q", node+"leader")+
+		` && `+row+`.querySelector('.node-http').textContent.endsWith('/5') && `+row+`.querySelector('.node-jobs').textContent.endsWith('/2')`+
+		` && `+row+`.querySelector('.node-heartbeat').textContent.endsWith('ago') && document.querySelector('#nodes-mode').textContent.includes('bbolt')`+
+		` && document.querySelectorAll('#nodes tbody tr').length === 1`)
 
 	// An invalid size shows the API's validation error.
 	typeSize := func(v string) []chromedp.Action[chromedp.Void] {
@@ -218,6 +230,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 	shot(t, ctx, "03-jobs")
 	do(t, ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="#/job/%s"]`, dead.ID))))
 	waitJS(t, ctx, "the job page", `document.querySelector('#job-state')?.textContent === 'dead' && document.querySelector('#job-errors tbody').textContent.includes('400')`)
+	waitJS(t, ctx, "the node that ran it", fmt.Sprintf(`document.querySelector('#job-attempted_by')?.textContent === %q`, node))
 	shot(t, ctx, "04-dead-job")
 	do(t, ctx, chromedp.Click(chromedp.CSS("#job-retry")))
 	waitJS(t, ctx, "the retried job", `document.querySelector('#job-state')?.textContent === 'ready'`)

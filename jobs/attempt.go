@@ -251,6 +251,11 @@ func (r *Runtime) acknowledged(a pendingAck) {
 		// The record stays running; the next start's recovery (or the lease sweeper) puts it back.
 		r.log.Error("acknowledge job", "job", j.ID, "state", o.state, "err", err)
 	default:
+		if r.shared != nil && r.opts.Queues[j.Queue].Concurrency > 0 {
+			// A capped queue's lease counts the cluster's leases in the database, where this job
+			// held one until now: lease again, rather than at the next safety tick.
+			r.signal(r.wake)
+		}
 		if !o.unstarted {
 			r.opts.Observer.Finished(updated, o.runTime)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,32 +14,33 @@ import (
 
 	"github.com/tandem-run/tandem/internal/tandemtest"
 	"github.com/tandem-run/tandem/jobs"
+	"github.com/tandem-run/tandem/jobs/storetest"
 
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/sizing"
-	"github.com/tandem-run/tandem/store"
 	"go.uber.org/goleak"
 )
 
-// ants starts the goroutines of its package-level default pool at init; they are not ours.
+// ants starts the goroutines of its package-level default pool at init; they are not ours. The
+// Postgres server the tests start (eachBackend) is stopped before goleak looks.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(withPostgres{m}, goleak.IgnoreCurrent()) }
 
-// withPostgres runs the tests, then stops the Postgres server they started.
+// withPostgres runs the tests through tandemtest.RunWithPostgres.
 type withPostgres struct{ m *testing.M }
 
 func (w withPostgres) Run() int { return tandemtest.RunWithPostgres(w.m) }
 
 type testBundle struct {
-	store *store.Store
+	store storetest.Store
 	pool  *pool.Pool
-	path  string
+	open  storetest.Opener // opens the store's data (again, after a "crash")
 }
 
-// setup builds a runtime on a real store file and pool; tweak adjusts the options. The runtime is
-// started; cleanup stops it and checks the file.
-func setup(t *testing.T, size int, tweak func(*jobs.Options)) (*jobs.Runtime, *testBundle) {
+// setup builds a runtime on a new store of the backend and a real pool; tweak adjusts the options.
+// The runtime is started; cleanup stops it, and the backend's cleanup checks and closes the store.
+func setup(t *testing.T, be storetest.Backend, size int, tweak func(*jobs.Options)) (*jobs.Runtime, *testBundle) {
 	t.Helper()
-	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
+	b := &testBundle{open: be.New(t)}
 	rt := build(t, b, size, tweak)
 	if err := rt.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -48,13 +48,11 @@ func setup(t *testing.T, size int, tweak func(*jobs.Options)) (*jobs.Runtime, *t
 	return rt, b
 }
 
+// build opens the store of b (b.open) and builds a runtime on it, not started.
 func build(t *testing.T, b *testBundle, size int, tweak func(*jobs.Options)) *jobs.Runtime {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(context.Background(), store.Options{Path: b.path, Logger: logger, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := b.open(t, nil)
 	p, err := pool.New(pool.Options{Name: "jobs", Size: size, Backlog: pool.MaxBacklog, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
@@ -75,10 +73,6 @@ func build(t *testing.T, b *testBundle, size int, tweak func(*jobs.Options)) *jo
 			t.Errorf("stop: %v", err)
 		}
 		_ = p.Release(ctx)
-		if err := st.Check(); err != nil && !errors.Is(err, jobs.ErrStoreClosed) {
-			t.Errorf("consistency: %v", err)
-		}
-		st.Close()
 	})
 	return rt
 }
@@ -111,8 +105,10 @@ func waitState(t *testing.T, rt *jobs.Runtime, id string, want jobs.State) *jobs
 	}
 }
 
-func TestSucceedsWithResult(t *testing.T) {
-	rt, _ := setup(t, 2, nil)
+func TestSucceedsWithResult(t *testing.T) { eachBackend(t, testSucceedsWithResult) }
+
+func testSucceedsWithResult(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 2, nil)
 	_ = rt.RegisterFunc("echo", func(ctx context.Context, j *jobs.Job) (any, error) { return j.Payload, nil })
 	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "echo", Payload: json.RawMessage(`{"a":1}`)})
 	if j.State != jobs.StateReady || j.Queue != "default" || j.MaxAttempts != 25 {
@@ -130,7 +126,11 @@ func TestSucceedsWithResult(t *testing.T) {
 }
 
 func TestRetriesThenDeadThenRetryByHand(t *testing.T) {
-	rt, _ := setup(t, 2, nil)
+	eachBackend(t, testRetriesThenDeadThenRetryByHand)
+}
+
+func testRetriesThenDeadThenRetryByHand(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 2, nil)
 	var calls atomic.Int32
 	failing := atomic.Bool{}
 	failing.Store(true)
@@ -159,8 +159,10 @@ func TestRetriesThenDeadThenRetryByHand(t *testing.T) {
 	}
 }
 
-func TestPermanentSnoozeTimeoutPanic(t *testing.T) {
-	rt, _ := setup(t, 4, nil)
+func TestPermanentSnoozeTimeoutPanic(t *testing.T) { eachBackend(t, testPermanentSnoozeTimeoutPanic) }
+
+func testPermanentSnoozeTimeoutPanic(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 4, nil)
 	var snoozes atomic.Int32
 	_ = rt.RegisterFunc("perm", func(context.Context, *jobs.Job) (any, error) { return nil, jobs.Permanent(errors.New("bad input")) })
 	_ = rt.RegisterFunc("snooze", func(context.Context, *jobs.Job) (any, error) {
@@ -194,8 +196,10 @@ func TestPermanentSnoozeTimeoutPanic(t *testing.T) {
 	}
 }
 
-func TestCancelWaitingAndRunning(t *testing.T) {
-	rt, _ := setup(t, 1, nil)
+func TestCancelWaitingAndRunning(t *testing.T) { eachBackend(t, testCancelWaitingAndRunning) }
+
+func testCancelWaitingAndRunning(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 1, nil)
 	started := make(chan string, 10)
 	_ = rt.RegisterFunc("block", func(ctx context.Context, j *jobs.Job) (any, error) {
 		started <- j.ID
@@ -228,8 +232,10 @@ func TestCancelWaitingAndRunning(t *testing.T) {
 	}
 }
 
-func TestUniqueKeyReturnsLiveJob(t *testing.T) {
-	rt, _ := setup(t, 1, nil)
+func TestUniqueKeyReturnsLiveJob(t *testing.T) { eachBackend(t, testUniqueKeyReturnsLiveJob) }
+
+func testUniqueKeyReturnsLiveJob(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 1, nil)
 	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	a, created, _ := rt.Enqueue(context.Background(), jobs.EnqueueParams{Kind: "x", UniqueKey: "k", Delay: time.Hour})
 	b, created2, _ := rt.Enqueue(context.Background(), jobs.EnqueueParams{Kind: "x", UniqueKey: "k"})
@@ -239,8 +245,12 @@ func TestUniqueKeyReturnsLiveJob(t *testing.T) {
 }
 
 func TestDelayedJobBecomesReadyWithFakeClock(t *testing.T) {
+	eachBackend(t, testDelayedJobBecomesReadyWithFakeClock)
+}
+
+func testDelayedJobBecomesReadyWithFakeClock(t *testing.T, be storetest.Backend) {
 	clock := tandemtest.NewClock(time.Now())
-	rt, _ := setup(t, 1, func(o *jobs.Options) { o.Now = clock.Now })
+	rt, _ := setup(t, be, 1, func(o *jobs.Options) { o.Now = clock.Now })
 	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	j := enqueue(t, rt, jobs.EnqueueParams{Kind: "x", Delay: 10 * time.Minute})
 	time.Sleep(30 * time.Millisecond)
@@ -252,8 +262,10 @@ func TestDelayedJobBecomesReadyWithFakeClock(t *testing.T) {
 	waitState(t, rt, j.ID, jobs.StateSucceeded)
 }
 
-func TestPauseResumeAndPersistence(t *testing.T) {
-	rt, b := setup(t, 1, nil)
+func TestPauseResumeAndPersistence(t *testing.T) { eachBackend(t, testPauseResumeAndPersistence) }
+
+func testPauseResumeAndPersistence(t *testing.T, be storetest.Backend) {
+	rt, b := setup(t, be, 1, nil)
 	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	if err := rt.Pause(context.Background(), "default"); err != nil {
 		t.Fatal(err)
@@ -279,8 +291,10 @@ func TestPauseResumeAndPersistence(t *testing.T) {
 	waitState(t, rt, j.ID, jobs.StateSucceeded)
 }
 
-func TestValidation(t *testing.T) {
-	rt, _ := setup(t, 1, func(o *jobs.Options) { o.MaxPayloadBytes = 64; o.BatchMax = 2 })
+func TestValidation(t *testing.T) { eachBackend(t, testValidation) }
+
+func testValidation(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 1, func(o *jobs.Options) { o.MaxPayloadBytes = 64; o.BatchMax = 2 })
 	_ = rt.Register("v", jobs.Kind{Handler: jobs.HandlerFunc(func(context.Context, *jobs.Job) (any, error) { return nil, nil }),
 		Validate: func(p json.RawMessage) error {
 			if strings.Contains(string(p), "bad") {
@@ -338,8 +352,9 @@ func TestValidation(t *testing.T) {
 
 // TestNewRefusesAPoolWithoutRoomForPrefetch: prefetched jobs wait in the pool's backlog; a pool
 // whose backlog cannot hold them is refused at New, with a message saying what to do.
+// It is about the pool, so it runs on bbolt alone.
 func TestNewRefusesAPoolWithoutRoomForPrefetch(t *testing.T) {
-	_, b := setup(t, 1, nil)
+	_, b := setup(t, bbolt(), 1, nil)
 	small, err := pool.New(pool.Options{Name: "jobs", Size: 2, Backlog: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -356,8 +371,10 @@ func TestNewRefusesAPoolWithoutRoomForPrefetch(t *testing.T) {
 	}
 }
 
-func TestMaxPending(t *testing.T) {
-	rt, _ := setup(t, 1, func(o *jobs.Options) { o.MaxPending = 2 })
+func TestMaxPending(t *testing.T) { eachBackend(t, testMaxPending) }
+
+func testMaxPending(t *testing.T, be storetest.Backend) {
+	rt, _ := setup(t, be, 1, func(o *jobs.Options) { o.MaxPending = 2 })
 	_ = rt.RegisterFunc("x", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
 	for range 2 {
 		enqueue(t, rt, jobs.EnqueueParams{Kind: "x", Delay: time.Hour})
@@ -370,9 +387,11 @@ func TestMaxPending(t *testing.T) {
 // TestWeightsCapsAndPrefetch: with both queues full, workers go to queues in proportion to their
 // weights, a queue never runs more than its cap, and leased-not-finished jobs never exceed
 // size + prefetch.
-func TestWeightsCapsAndPrefetch(t *testing.T) {
+func TestWeightsCapsAndPrefetch(t *testing.T) { eachBackend(t, testWeightsCapsAndPrefetch) }
+
+func testWeightsCapsAndPrefetch(t *testing.T, be storetest.Backend) {
 	const size, prefetch = 4, 2
-	rt, b := setup(t, size, func(o *jobs.Options) {
+	rt, b := setup(t, be, size, func(o *jobs.Options) {
 		o.Prefetch = prefetch
 		o.Queues = map[string]jobs.QueueOptions{"heavy": {Weight: 3}, "light": {Weight: 1}, "capped": {Weight: 4, Concurrency: 1}}
 	})
@@ -476,10 +495,11 @@ func TestDefaultBackoffBounds(t *testing.T) {
 	}
 }
 
-// TestWorkersArePinned reads a worker thread's CPU affinity back from the kernel while the job runs.
+// TestWorkersArePinned reads a worker thread's CPU affinity back from the kernel while the job
+// runs. It is about the pool, so it runs on bbolt alone.
 func TestWorkersArePinned(t *testing.T) {
 	res, _ := sizing.Detect(sizing.DetectOptions{})
-	b := &testBundle{path: filepath.Join(t.TempDir(), "jobs.db")}
+	b := &testBundle{open: bbolt().New(t)}
 	rt := build(t, b, 2, nil)
 	// Replace the pool with a pinned one.
 	pinned, err := pool.New(pool.Options{Name: "jobs", Size: 2, Backlog: 100, PinCPUs: res.AllowedCPUs})

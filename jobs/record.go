@@ -77,7 +77,7 @@ type Job struct {
 	StartedAt   *time.Time // when the last attempt's handler started
 	FinishedAt  *time.Time
 	LeaseUntil  *time.Time // while prefetched or running: when the lease ends
-	AttemptedBy []string   // the node (Options.Node) that ran each attempt, oldest first, at most maxErrorsKept
+	AttemptedBy []string   // the node (Options.Node) that ran each attempt, oldest first, the last 25
 }
 
 // Clone returns a deep copy, so a caller can change it without touching the original.

@@ -54,7 +54,7 @@ func (r *Runtime) writeStarts(u Updater) {
 	r.startQueued = false
 	r.startMu.Unlock()
 	for id, m := range marks {
-		_ = u.Update(id, func(cur *Job) error {
+		u.Update(id, func(cur *Job) error {
 			if cur.State != StatePrefetched || cur.Attempt != m.attempt-1 {
 				return errStale // its lease never reached the disk, or it changed: the ack will see it
 			}

@@ -123,7 +123,8 @@ type Lease struct {
 
 // Updater changes jobs inside the commit of an ApplyQueued request.
 type Updater interface {
-	// Update changes one job as Store.Update does. An error from fn, or ErrNotFound, leaves that
-	// job as it was and is returned.
-	Update(id string, fn func(j *Job) error) error
+	// Update changes one job as Store.Update does, in the request's commit. An error from fn, or
+	// no such job, leaves that job as it was, and is not reported: a store may apply the changes
+	// once the ApplyQueued function has named them all, so that it reads them in one go.
+	Update(id string, fn func(j *Job) error)
 }

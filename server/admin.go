@@ -34,6 +34,7 @@ func (s *Server) adminRouter() chi.Router {
 		a.Put("/admin/pools/{name}", s.resizePool)
 		a.Delete("/admin/pools/{name}/pin", s.unpinPool)
 		if s.opts.Jobs != nil {
+			a.Get("/admin/nodes", s.listNodes)
 			a.Post("/admin/queues/{name}/pause", s.pauseQueue(true))
 			a.Post("/admin/queues/{name}/resume", s.pauseQueue(false))
 		}

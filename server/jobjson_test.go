@@ -22,7 +22,7 @@ func fullJob() *jobs.Job {
 		Timeout: 90 * time.Second, State: jobs.StateRunning,
 		Errors: []jobs.AttemptError{{Attempt: 1, At: t1, Error: "boom"}},
 		Result: json.RawMessage(`{"ok":true}`), UniqueKey: "u-1", CreatedAt: t0, UpdatedAt: t3,
-		StartedAt: &t1, FinishedAt: &t2, LeaseUntil: &t3}
+		StartedAt: &t1, FinishedAt: &t2, LeaseUntil: &t3, AttemptedBy: []string{"web-0:7", "web-1:9"}}
 }
 
 // TestJobJSONIsTheWireFormat pins a job's JSON byte for byte (clients were built against it) and
@@ -35,7 +35,7 @@ func TestJobJSONIsTheWireFormat(t *testing.T) {
 		`"errors":[{"attempt":1,"at":"2026-01-02T15:04:06.123456789Z","error":"boom"}],"result":{"ok":true},` +
 		`"unique_key":"u-1","created_at":"2026-01-02T15:04:05.123456789Z","updated_at":"2026-01-02T15:04:08.123456789Z",` +
 		`"started_at":"2026-01-02T15:04:06.123456789Z","finished_at":"2026-01-02T15:04:07.123456789Z",` +
-		`"lease_until":"2026-01-02T15:04:08.123456789Z","timeout":"1m30s"}` + "\n"
+		`"lease_until":"2026-01-02T15:04:08.123456789Z","timeout":"1m30s","attempted_by":["web-0:7","web-1:9"]}` + "\n"
 	if got := rec.Body.String(); got != want {
 		t.Errorf("job JSON changed:\n got %s\nwant %s", got, want)
 	}
@@ -43,7 +43,7 @@ func TestJobJSONIsTheWireFormat(t *testing.T) {
 	rec = httptest.NewRecorder()
 	writeJSON(rec, 200, newJobResponse(&jobs.Job{}))
 	const empty = `{"id":"","kind":"","queue":"","priority":0,"run_at":"0001-01-01T00:00:00Z","attempt":0,"max_attempts":0,` +
-		`"state":"","created_at":"0001-01-01T00:00:00Z","updated_at":"0001-01-01T00:00:00Z","timeout":"0s"}` + "\n"
+		`"state":"","created_at":"0001-01-01T00:00:00Z","updated_at":"0001-01-01T00:00:00Z","timeout":"0s","attempted_by":[]}` + "\n"
 	if got := rec.Body.String(); got != empty {
 		t.Errorf("empty job JSON changed:\n got %s\nwant %s", got, empty)
 	}

@@ -31,6 +31,7 @@ type jobResponse struct {
 	FinishedAt  *time.Time             `json:"finished_at,omitempty"`
 	LeaseUntil  *time.Time             `json:"lease_until,omitempty"`
 	Timeout     string                 `json:"timeout"`
+	AttemptedBy []string               `json:"attempted_by"` // [] before the first attempt
 }
 
 // attemptErrorResponse is one attempt's error in a jobResponse.
@@ -47,7 +48,10 @@ func newJobResponse(j *jobs.Job) jobResponse {
 		ID: j.ID, Kind: j.Kind, Queue: j.Queue, Payload: j.Payload, Priority: j.Priority, RunAt: j.RunAt,
 		Attempt: j.Attempt, MaxAttempts: j.MaxAttempts, State: j.State, Result: j.Result, UniqueKey: j.UniqueKey,
 		CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
-		LeaseUntil: j.LeaseUntil, Timeout: j.Timeout.String(),
+		LeaseUntil: j.LeaseUntil, Timeout: j.Timeout.String(), AttemptedBy: j.AttemptedBy,
+	}
+	if v.AttemptedBy == nil {
+		v.AttemptedBy = []string{}
 	}
 	if len(j.Errors) > 0 {
 		v.Errors = make([]attemptErrorResponse, len(j.Errors))

@@ -41,6 +41,13 @@ func (s *Server) mainRouter() chi.Router {
 			writeError(w, r, http.StatusServiceUnavailable, "not ready")
 			return
 		}
+		// A shared job store (Postgres) that stopped answering makes this replica useless for
+		// enqueues: the load balancer sends elsewhere until the runtime's ping succeeds again.
+		// The cause is in the runtime's log, not here: the main listener names no internals.
+		if s.opts.Jobs != nil && s.opts.Jobs.Healthy() != nil {
+			writeError(w, r, http.StatusServiceUnavailable, "the job store is unavailable")
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	// The body is read before admission: a request holds no thread while it waits on its client.

@@ -63,7 +63,9 @@ type Options struct {
 	// and writes the audit line). Default: one with each of Pools, resized by its Tune, and the
 	// jobs pool by Jobs.Resize (which wakes the dispatcher).
 	Resizer *resize.Resizer
-	// Jobs serves the job API under /v1. Optional: without it there is no job API.
+	// Jobs serves the job API under /v1 and GET /admin/nodes; while its store does not answer
+	// (Jobs.Healthy, a shared Postgres store), /readyz is 503. Optional: without it there is no
+	// job API.
 	Jobs *jobs.Runtime
 	// QueueTimeout is the longest a request waits for a thread. Default 2s.
 	QueueTimeout time.Duration

@@ -9,7 +9,10 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/tandem-run/tandem/jobs"
+
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // bbolt trusts its file: a page id past the end, or a page of the wrong type where it expects the
@@ -205,9 +208,13 @@ func guard(path string, fn func() error) (err error) {
 	return fn()
 }
 
-// view is db.View under guard; a record that does not decode is reported as damage too.
+// view is db.View under guard; a record that does not decode is reported as damage too, and a
+// read after Close is jobs.ErrStoreClosed, as the writes' is.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	err := guard(s.opts.Path, func() error { return s.db.View(fn) })
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("store %s: %w", s.opts.Path, jobs.ErrStoreClosed)
+	}
 	if errors.Is(err, errBadRecord) && !errors.Is(err, ErrCorrupt) {
 		err = fmt.Errorf("store %s: %w: %w", s.opts.Path, ErrCorrupt, err)
 	}

@@ -134,15 +134,12 @@ func (s *Store) UpdateQueued(ctx context.Context, id string, fn func(j *jobs.Job
 // updater changes jobs inside the transaction of an ApplyQueued request.
 type updater struct{ t *txn }
 
-// Update changes one job as Store.Update does, inside the request's transaction. An error from fn,
-// or jobs.ErrNotFound, leaves that job as it was and is returned.
-func (u updater) Update(id string, fn func(j *jobs.Job) error) error {
-	key, err := idKey(id)
-	if err != nil {
-		return err
+// Update changes one job as Store.Update does, inside the request's transaction, at once. An
+// error from fn, or no such job, leaves that job as it was.
+func (u updater) Update(id string, fn func(j *jobs.Job) error) {
+	if key, err := idKey(id); err == nil {
+		_, _ = u.t.modify(key, fn)
 	}
-	_, err = u.t.modify(key, fn)
-	return err
 }
 
 // ApplyQueued queues fn for the committer and returns once it is queued; fn runs inside the

@@ -57,10 +57,9 @@ type updater struct {
 // always returns nil: a change whose job is missing, or whose fn fails, is left out (the job stays
 // as it was) without a report. jobs' writeStarts, the one caller, ignores the error anyway: its
 // acknowledgements see what happened.
-func (u *updater) Update(id string, fn func(j *jobs.Job) error) error {
+func (u *updater) Update(id string, fn func(j *jobs.Job) error) {
 	u.ids = append(u.ids, id)
 	u.fns = append(u.fns, fn)
-	return nil
 }
 
 // ApplyQueued queues fn, which runs inside the commit its request joins (see Updater.Update for
@@ -244,8 +243,14 @@ func (s *Store) Promote(ctx context.Context, now time.Time) (moved int, next tim
 }
 
 // Recover hands nothing to fn: the store is shared, so it cannot tell a dead process's leases from
-// a live one's; the leader rescues leases that ran out (Expired).
-func (s *Store) Recover(context.Context, func(j *jobs.Job)) (int, error) { return 0, nil }
+// a live one's; the leader rescues leases that ran out (Expired). After Close it is
+// jobs.ErrStoreClosed, as every method is.
+func (s *Store) Recover(context.Context, func(j *jobs.Job)) (int, error) {
+	if s.closed.Load() {
+		return 0, jobs.ErrStoreClosed
+	}
+	return 0, nil
+}
 
 // Delete removes a finished job.
 func (s *Store) Delete(ctx context.Context, id string) error {

@@ -204,11 +204,29 @@ function renderQueues(queues) {
   }));
 }
 
+// ago formats the time since an RFC 3339 timestamp, as the browser's clock sees it.
+function ago(ts) {
+  const s = Math.max(0, (Date.now() - new Date(ts).getTime()) / 1000);
+  return s < 60 ? `${s.toFixed(1)} s ago` : s < 3600 ? `${Math.floor(s / 60)} min ago` : `${(s / 3600).toFixed(1)} h ago`;
+}
+
+// renderNodes lists the replicas sharing the job store (GET /admin/nodes): on bbolt, this one.
+function renderNodes(n) {
+  $('#nodes-mode').textContent = n.shared ? `${n.nodes.length} sharing one Postgres queue` : 'bbolt: this process alone';
+  const pool = (p) => (p ? `${p.running}/${p.size}` : '—');
+  $('#nodes tbody').replaceChildren(...n.nodes.map((node) => el('tr', { 'data-node': node.name },
+    el('td', { class: 'node-name' }, node.name, node.leader ? el('span', { class: 'tag leader', title: 'runs the maintenance: promotions, rescues, retention' }, 'leader') : ''),
+    el('td', {}, node.version), el('td', { class: 'node-http' }, pool(node.pools.http)), el('td', { class: 'node-jobs' }, pool(node.pools.jobs)),
+    el('td', { class: 'node-running' }, node.running), el('td', { class: 'node-heartbeat' }, ago(node.heartbeat_at)),
+    el('td', {}, new Date(node.started_at).toLocaleString()))));
+}
+
 async function refreshOverview() {
-  const [pools, rt, qs] = await Promise.all([call('GET', '/admin/pools'), call('GET', '/admin/runtime'), call('GET', api + '/queues')]);
+  const [pools, rt, qs, nodes] = await Promise.all([call('GET', '/admin/pools'), call('GET', '/admin/runtime'), call('GET', api + '/queues'), call('GET', '/admin/nodes')]);
   renderPools(pools);
   renderRuntime(rt);
   renderQueues(qs.queues);
+  renderNodes(nodes);
 }
 
 function filterQuery() {
@@ -237,8 +255,10 @@ async function refreshJobs() {
 async function refreshJob(id) {
   const j = await call('GET', `${api}/jobs/${id}`);
   $('#job-id').textContent = j.id;
-  const fields = ['kind', 'queue', 'state', 'attempt', 'max_attempts', 'priority', 'timeout', 'unique_key', 'run_at', 'created_at', 'started_at', 'finished_at', 'updated_at'];
-  $('#job-fields').replaceChildren(...fields.filter((f) => j[f] !== undefined && j[f] !== '').flatMap((f) => [el('dt', {}, f), el('dd', { id: `job-${f}` }, j[f])]));
+  const fields = ['kind', 'queue', 'state', 'attempt', 'max_attempts', 'attempted_by', 'priority', 'timeout', 'unique_key', 'run_at', 'created_at', 'started_at', 'finished_at', 'updated_at'];
+  // attempted_by: the node of each attempt, oldest first; a rescued job names two.
+  const shown = { ...j, attempted_by: (j.attempted_by || []).length ? j.attempted_by.join(' → ') : '—' };
+  $('#job-fields').replaceChildren(...fields.filter((f) => shown[f] !== undefined && shown[f] !== '').flatMap((f) => [el('dt', {}, f), el('dd', { id: `job-${f}` }, shown[f])]));
   $('#job-payload').textContent = JSON.stringify(j.payload ?? null, null, 2);
   $('#job-result').textContent = j.result === undefined ? '—' : JSON.stringify(j.result, null, 2);
   $('#job-errors tbody').replaceChildren(...(j.errors || []).map((e) => el('tr', {}, el('td', {}, e.attempt), el('td', {}, new Date(e.at).toLocaleString()), el('td', {}, e.error))));
