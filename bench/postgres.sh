@@ -158,7 +158,7 @@ set terminal pngcairo size 900,420 font ",10" noenhanced
 set grid; set key top left
 set output "$IMG/pg-replicas.png"
 set title "J1 end to end on one Postgres: tandem replicas against River (2 cores)"
-set xlabel "tandem replicas"; set ylabel "jobs/s"; set xtics 1; set xrange [0.5:3.5]; set yrange [0:*]; set key bottom right
+set xlabel "tandem replicas"; set ylabel "jobs/s"; set xtics 1; set xrange [0.5:3.5]; set yrange [0:*]; set key below
 plot "$DATA/replicas.dat" u 1:2 w lp lw 2 t "tandem on Postgres (64 HTTP clients)", "$DATA/replicas.dat" u 1:3 w l dt 2 t "River v0.51.2 (8 in-process inserters)", "$DATA/replicas.dat" u 1:4 w l dt 3 t "one tandem on bbolt (64 HTTP clients)"
 set xrange [*:*]; set xtics autofreq; set key center right; set xlabel "seconds from resume"; set ylabel "jobs"
 set output "$IMG/pg-backlog-add.png"
