@@ -33,7 +33,8 @@ func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
 }
 
-// buildAndRun builds tandemBin into a temporary directory, runs the tests and removes it.
+// buildAndRun builds tandemBin into a temporary directory, runs the tests and removes it; the
+// Postgres server the replica tests share is started by the first of them and stopped after all.
 func buildAndRun(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "tandem-bin-")
 	if err != nil {
@@ -52,7 +53,7 @@ func buildAndRun(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build tandem:", err)
 		return 1
 	}
-	return m.Run()
+	return tandemtest.RunWithPostgres(m)
 }
 
 // result is what a finished tandem process left.

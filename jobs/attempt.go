@@ -178,6 +178,11 @@ func (r *Runtime) finish(j *Job, o outcome) {
 		}
 		return nil
 	}
+	// Until its acknowledgement is on record the lease is still this process's: the heartbeat
+	// renews it and no rescue takes it, even while a database that is down makes it wait.
+	r.ackMu.Lock()
+	r.acked[j.ID]++
+	r.ackMu.Unlock()
 	wait, err := r.store.UpdateQueued(ctx, j.ID, fn)
 	// The room is free once the acknowledgement is queued: a lease that takes it is queued later,
 	// so it commits with this acknowledgement or after it, and the file never holds more than
@@ -231,6 +236,11 @@ func (r *Runtime) drainAcks() {
 		r.acks = r.acks[1:]
 		r.ackMu.Unlock()
 		r.acknowledged(a)
+		r.ackMu.Lock()
+		if r.acked[a.j.ID]--; r.acked[a.j.ID] <= 0 {
+			delete(r.acked, a.j.ID)
+		}
+		r.ackMu.Unlock()
 		r.jobsWG.Done()
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -135,15 +137,21 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, r.heartbeatEvery())
 	defer cancel()
 	now := r.opts.Now()
+	held := map[string]bool{} // leased here: running, or acknowledged and not yet on record
 	r.mu.Lock()
-	ids := make([]string, 0, len(r.running))
 	for id := range r.running {
-		ids = append(ids, id)
+		held[id] = true
 	}
 	r.mu.Unlock()
+	r.ackMu.Lock()
+	for id := range r.acked {
+		held[id] = true
+	}
+	r.ackMu.Unlock()
+	ids := slices.Collect(maps.Keys(held))
 	if len(ids) > 0 {
 		lost, err := r.shared.Renew(ctx, ids, now.Add(r.opts.RescueAfter))
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			r.log.Warn("renew leases", "jobs", len(ids), "err", err)
 		}
 		r.mu.Lock()
@@ -157,9 +165,7 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 	leader, err := r.shared.Heartbeat(ctx, r.self(), r.leaderTTL())
 	if err != nil {
 		leader = false
-		if ctx.Err() == nil {
-			r.log.Warn("node heartbeat", "node", r.opts.Node, "err", err)
-		}
+		r.log.Warn("node heartbeat", "node", r.opts.Node, "err", err)
 	}
 	if was := r.leader.Swap(leader); was != leader {
 		r.log.Info("maintenance leadership", "node", r.opts.Node, "leader", leader)

@@ -322,6 +322,7 @@ type Runtime struct {
 
 	ackMu   sync.Mutex
 	acks    []pendingAck        // queued acknowledgements not yet reported (drainAcks)
+	acked   map[string]int      // ids of those acknowledgements (a count: a job can have two), whose leases stay this process's
 	acking  bool                // a drainAcks goroutine is running
 	ackers  sync.WaitGroup      // that goroutine
 	running map[string]*liveJob // leased jobs by id
@@ -363,7 +364,7 @@ func New(opts Options) (*Runtime, error) {
 	shared, _ := opts.Store.(Shared)
 	r := &Runtime{
 		opts: opts, store: opts.Store, pool: opts.Pool, log: opts.Logger, shared: shared,
-		kinds: map[string]Kind{}, running: map[string]*liveJob{}, perQueue: map[string]int{}, swrr: map[string]int{},
+		kinds: map[string]Kind{}, running: map[string]*liveJob{}, acked: map[string]int{}, perQueue: map[string]int{}, swrr: map[string]int{},
 		starts: map[string]startMark{}, startsSpare: map[string]startMark{},
 		wake: make(chan struct{}, 1), promote: make(chan struct{}, 1),
 	}

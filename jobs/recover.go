@@ -21,6 +21,7 @@ import (
 const (
 	msgCrashed      = "interrupted: the process stopped while it ran (a crash or a kill)"
 	msgLeaseExpired = "interrupted: its lease expired with no attempt running in this process"
+	msgRescued      = "interrupted: its lease expired: the replica that ran it stopped renewing it (it died, or lost the database)"
 )
 
 // putBack moves a job found leased with no live attempt out of the leased states, as the comment

@@ -39,12 +39,19 @@ func (r *Runtime) reclaimExpired(ctx context.Context, now time.Time) {
 	if err != nil {
 		return
 	}
+	msg := msgLeaseExpired
+	if r.shared != nil {
+		msg = msgRescued
+	}
 	for _, id := range ids {
 		r.mu.Lock()
 		_, live := r.running[id]
 		r.mu.Unlock()
-		if live {
-			continue // its handler is still running here; the timeout will end it
+		r.ackMu.Lock()
+		_, acking := r.acked[id]
+		r.ackMu.Unlock()
+		if live || acking {
+			continue // its handler is still running here (the timeout will end it), or its acknowledgement is on its way
 		}
 		var started bool
 		j, err := r.store.Update(ctx, id, func(j *Job) error {
@@ -52,12 +59,12 @@ func (r *Runtime) reclaimExpired(ctx context.Context, now time.Time) {
 				return errStale
 			}
 			started = j.State == StateRunning
-			r.putBack(j, now, msgLeaseExpired)
+			r.putBack(j, now, msg)
 			j.LeaseUntil = nil
 			return nil
 		})
 		if err == nil && started {
-			r.logPutBack(j, msgLeaseExpired)
+			r.logPutBack(j, msg)
 		}
 	}
 	if len(ids) > 0 {

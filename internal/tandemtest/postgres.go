@@ -273,11 +273,28 @@ func startServer(bin string) (*PostgresServer, error) {
 		s.port = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
 		if err = s.start(); err == nil {
+			s.watch()
 			return s, nil
 		} else if try == 2 {
 			os.RemoveAll(dir)
 			return nil, err
 		}
+	}
+}
+
+// watch starts a watchdog that stops the server and removes its directory once this process is
+// gone, should it die without stopping it (a panic, a test timeout, a kill): a shell loop, not a
+// goroutine, since nothing of this process runs then. It is not waited for: it ends within a
+// second of this process.
+func (s *PostgresServer) watch() {
+	script := fmt.Sprintf(`while kill -0 %d 2>/dev/null; do sleep 1; done
+p=$(head -1 %s/postmaster.pid 2>/dev/null)
+if [ -n "$p" ]; then kill -INT "$p"; while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; fi
+rm -rf %s`, os.Getpid(), s.data(), s.dir)
+	cmd := exec.Command("sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // not in the test's process group
+	if cmd.Start() == nil {
+		_ = cmd.Process.Release()
 	}
 }
 

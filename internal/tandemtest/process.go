@@ -2,8 +2,9 @@
 // chosen by the kernel, its logs captured, its addresses read from its "tandem started" line, and
 // killed by PID at the test's cleanup if still running. The process tests in e2e/ (the dashboard's
 // browser test among them) start the binary their TestMain built through it; the store's and the
-// binary's disk-full tests share Tmpfs and FillDisk; package tests poll with WaitFor; Postgres gives a test a fresh database on a server the test
-// binary starts (RunWithPostgres stops it), StartPostgres a server of its own to stop and restart.
+// binary's disk-full tests share Tmpfs and FillDisk; package tests poll with WaitFor. Postgres gives
+// a test a fresh database on a server the test binary starts (RunWithPostgres stops it),
+// StartPostgres a server of its own to stop and restart.
 package tandemtest
 
 import (

@@ -31,6 +31,14 @@ func (f fatal) Unwrap() error { return f.err }
 // send queues fn for the committer and returns once it is queued. Requests commit in the order
 // they were queued: one queued later lands in the same transaction or a later one.
 func (s *Store) send(ctx context.Context, ids []string, fn func(t *txn) error) (<-chan error, error) {
+	return s.sendOn(ctx, s.reqs, ids, fn)
+}
+
+// sendOn queues fn on one of the two committers: s.reqs for every write but inserts, s.ins for
+// inserts. An insert writes new rows only, which no other request can name before its commit, so
+// the two need no order between them; and with a connection each, Postgres runs both at once
+// (one committer kept a single backend, one core, busy for the whole queue).
+func (s *Store) sendOn(ctx context.Context, lane chan *request, ids []string, fn func(t *txn) error) (<-chan error, error) {
 	r := &request{ids: ids, fn: fn, done: make(chan error, 1)}
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
@@ -38,7 +46,7 @@ func (s *Store) send(ctx context.Context, ids []string, fn func(t *txn) error) (
 		return nil, jobs.ErrStoreClosed
 	}
 	select {
-	case s.reqs <- r:
+	case lane <- r:
 		return r.done, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -49,7 +57,12 @@ func (s *Store) send(ctx context.Context, ids []string, fn func(t *txn) error) (
 // fails as a whole; waiting for it rather than for ctx means a caller never hears "failed" of a
 // write that then lands.
 func (s *Store) exec(ctx context.Context, ids []string, fn func(t *txn) error) error {
-	done, err := s.send(ctx, ids, fn)
+	return s.execOn(ctx, s.reqs, ids, fn)
+}
+
+// execOn is exec on one of the committers (sendOn).
+func (s *Store) execOn(ctx context.Context, lane chan *request, ids []string, fn func(t *txn) error) error {
+	done, err := s.sendOn(ctx, lane, ids, fn)
 	if err != nil {
 		return err
 	}
@@ -58,39 +71,39 @@ func (s *Store) exec(ctx context.Context, ids []string, fn func(t *txn) error) e
 
 // commitLoop is the committer: it takes the first waiting request, drains the others waiting, up
 // to MaxBatch, runs them in one transaction and commits once.
-func (s *Store) commitLoop() {
+func (s *Store) commitLoop(reqs chan *request) {
 	defer s.wg.Done()
 	batch := make([]*request, 0, s.opts.MaxBatch)
 	for {
 		batch = batch[:0]
 		select {
-		case r := <-s.reqs:
+		case r := <-reqs:
 			batch = append(batch, r)
 		case <-s.stop:
 			for { // finish what was sent before Close
 				select {
-				case r := <-s.reqs:
+				case r := <-reqs:
 					batch = append(batch, r)
 					if len(batch) == s.opts.MaxBatch {
-						s.commit(batch)
+						s.commit(reqs, batch)
 						batch = batch[:0]
 					}
 				default:
 					if len(batch) > 0 {
-						s.commit(batch)
+						s.commit(reqs, batch)
 					}
 					return
 				}
 			}
 		}
-		s.commit(s.drain(batch))
+		s.commit(reqs, s.drain(reqs, batch))
 	}
 }
 
-func (s *Store) drain(batch []*request) []*request {
+func (s *Store) drain(reqs chan *request, batch []*request) []*request {
 	for len(batch) < s.opts.MaxBatch {
 		select {
-		case r := <-s.reqs:
+		case r := <-reqs:
 			batch = append(batch, r)
 		default:
 			return batch
@@ -100,11 +113,11 @@ func (s *Store) drain(batch []*request) []*request {
 }
 
 // commit runs a batch, and the requests that join it while it runs, in one transaction.
-func (s *Store) commit(batch []*request) {
+func (s *Store) commit(reqs chan *request, batch []*request) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
-	_, results, batch, err := s.run(ctx, batch)
+	_, results, batch, err := s.run(ctx, reqs, batch)
 	if err != nil {
 		s.opts.Logger.Error("postgres: commit failed; the batch was rolled back", "requests", len(batch), "err", err)
 		for _, r := range batch {
@@ -122,7 +135,7 @@ func (s *Store) commit(batch []*request) {
 	}
 }
 
-func (s *Store) run(ctx context.Context, batch []*request) (t *txn, results []error, out []*request, err error) {
+func (s *Store) run(ctx context.Context, reqs chan *request, batch []*request) (t *txn, results []error, out []*request, err error) {
 	out = batch
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -152,7 +165,7 @@ func (s *Store) run(ctx context.Context, batch []*request) (t *txn, results []er
 		}
 		// Requests sent while this batch ran join it: above all the acknowledgements of jobs it
 		// leased, whose records are then written once.
-		out = s.drain(out)
+		out = s.drain(reqs, out)
 	}
 	if err := t.finish(); err != nil {
 		return nil, nil, out, err
@@ -334,8 +347,10 @@ func (t *txn) addCount(q string, st jobs.State, d int) {
 
 // flush writes the changed records: one INSERT, one UPDATE and one DELETE for all of them, sent
 // in one round trip.
-func (t *txn) flush() error {
-	if len(t.dirty) == 0 && len(t.newQueues) == 0 {
+func (t *txn) flush() error { return t.write(false) }
+
+func (t *txn) write(last bool) error {
+	if len(t.dirty) == 0 && len(t.newQueues) == 0 && (!last || len(t.notify) == 0) {
 		return nil
 	}
 	var ins, upd columnSet
@@ -384,11 +399,6 @@ func (t *txn) flush() error {
 	if len(queues) > 0 {
 		b.Queue(`INSERT INTO tandem_queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, queues)
 	}
-	if b.Len() > 0 {
-		if err := t.tx.SendBatch(t.ctx, b).Close(); err != nil {
-			return dbErr("write jobs", err)
-		}
-	}
 	for _, id := range t.dirty {
 		e := t.cache[id]
 		if e.cur != e.written {
@@ -397,26 +407,26 @@ func (t *txn) flush() error {
 		}
 	}
 	t.dirty = t.dirty[:0]
+	if last {
+		// The notifications, which Postgres delivers at the commit, in the same round trip.
+		qs := make([]string, 0, len(t.notify))
+		for q := range t.notify {
+			qs = append(qs, q)
+		}
+		if len(qs) > 0 {
+			b.Queue(`SELECT pg_notify('`+notifyChannel+`', q) FROM unnest($1::text[]) AS q`, qs)
+		}
+	}
+	if b.Len() > 0 {
+		if err := t.tx.SendBatch(t.ctx, b).Close(); err != nil {
+			return dbErr("write jobs", err)
+		}
+	}
 	return nil
 }
 
-// finish flushes and sends the notifications, which Postgres delivers at the commit.
-func (t *txn) finish() error {
-	if err := t.flush(); err != nil {
-		return err
-	}
-	if len(t.notify) == 0 {
-		return nil
-	}
-	qs := make([]string, 0, len(t.notify))
-	for q := range t.notify {
-		qs = append(qs, q)
-	}
-	if _, err := t.tx.Exec(t.ctx, `SELECT pg_notify('`+notifyChannel+`', q) FROM unnest($1::text[]) AS q`, qs); err != nil {
-		return dbErr("notify", err)
-	}
-	return nil
-}
+// finish flushes and sends the notifications: the transaction's last statements.
+func (t *txn) finish() error { return t.write(true) }
 
 // notifyChannel is the LISTEN/NOTIFY channel; the payload is the queue's name.
 const notifyChannel = "tandem_jobs"

@@ -28,8 +28,8 @@
 //   - Ids are stored as uuid: a caller's id is rewritten in canonical (lower-case) form.
 //   - Renew and Heartbeat compare times that processes wrote with their own clocks: keep them in
 //     step (NTP). The leadership's ttl must exceed the worst clock skew.
-//   - max_pending below half the limit trusts the estimate, which can miss what other processes
-//     inserted during the last PollInterval.
+//   - A max_pending above 10,000, with the queue below half of it, trusts the estimate, which can
+//     miss what other processes inserted during the last PollInterval.
 //   - Moving a finished job with a unique key back to a live state while another live job holds
 //     the key violates the unique index: the batch that carries it fails.
 package postgres

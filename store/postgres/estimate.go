@@ -238,12 +238,16 @@ func (s *Store) poll(ctx context.Context) {
 func (s *Store) listen(ctx context.Context) {
 	defer s.wg.Done()
 	backoff := 100 * time.Millisecond
+	up := true // warn once per outage, not at every retry
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx, func() { backoff = 100 * time.Millisecond })
+		err := s.listenOnce(ctx, func() { backoff, up = 100*time.Millisecond, true })
 		if ctx.Err() != nil {
 			return
 		}
-		s.opts.Logger.Warn("postgres: LISTEN connection lost; reconnecting", "err", err, "in", backoff)
+		if up {
+			s.opts.Logger.Warn("postgres: LISTEN connection lost; reconnecting", "err", err)
+		}
+		up = false
 		select {
 		case <-ctx.Done():
 			return

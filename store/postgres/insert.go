@@ -33,15 +33,16 @@ func prepareInsert(js []*jobs.Job) error {
 
 // Insert writes new jobs in one commit, all or nothing (see jobs.Store). Unique keys hold across
 // every process sharing the database (a partial unique index). max_pending does too: when this
-// process's estimate puts a queue at half its limit or more, the count is exact, taken under an
-// advisory lock of the queue that serializes such inserts across processes; below, the estimate
-// decides (it can be short by what other processes inserted in the last PollInterval).
+// limit is at most 10,000 (exactPending), or this process's estimate puts the queue at half its
+// limit or more, the count is exact, taken under an advisory lock of the queue that serializes
+// such inserts across processes; otherwise the estimate decides (it can be short by what other
+// processes inserted in the last PollInterval).
 func (s *Store) Insert(ctx context.Context, js []*jobs.Job, maxPending func(queue string) int) (out []*jobs.Job, created []bool, err error) {
 	if err := prepareInsert(js); err != nil {
 		return nil, nil, err
 	}
 	out, created = make([]*jobs.Job, len(js)), make([]bool, len(js))
-	err = s.exec(ctx, nil, func(t *txn) error { return t.insert(js, maxPending, out, created) })
+	err = s.execOn(ctx, s.ins, nil, func(t *txn) error { return t.insert(js, maxPending, out, created) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -211,14 +212,20 @@ func (t *txn) findUnique(keys []string, into map[string]*jobs.Job) error {
 	return nil
 }
 
+// exactPending is the max_pending up to which every check counts exactly: a count of that many
+// index entries costs about a millisecond, once per commit and queue, while the estimate can miss
+// what other processes inserted in the last PollInterval.
+const exactPending = 10_000
+
 // waiting returns the queue's waiting jobs for a max_pending check of n more against limit: the
-// estimate when it is well below the limit, else an exact count under the queue's advisory lock.
+// estimate when it is well below a large limit, else an exact count under the queue's advisory
+// lock, which serializes such checks across processes until the commit.
 func (t *txn) waiting(q string, n, limit int) (int, error) {
 	est := t.s.est.waiting(q)
 	for _, st := range []jobs.State{jobs.StateScheduled, jobs.StateReady, jobs.StateRetrying} {
 		est += t.deltas[q][st]
 	}
-	if 2*(est+n) < limit {
+	if limit > exactPending && 2*(est+n) < limit {
 		// Jobs put in this batch and not flushed yet are not in deltas: count them too.
 		pending := 0
 		for _, id := range t.dirty {

@@ -112,24 +112,23 @@ func (s *Store) LeaseQueued(ctx context.Context, l jobs.Lease) (js []*jobs.Job, 
 	case <-leased:
 		return out, sync.OnceValue(func() error { return <-done }), nil
 	case err := <-done:
-		<-leased
-		if err != nil {
+		select {
+		case <-leased: // leased, then committed or failed: either way the caller learns of the jobs
+			return out, func() error { return err }, nil
+		default: // the batch failed before the lease ran
 			return nil, nil, err
 		}
-		return out, func() error { return nil }, nil
 	}
 }
 
-var leaseSQL = `WITH picked AS (
-		SELECT id FROM tandem_jobs
-		WHERE queue = $1 AND state = 'ready' AND NOT (id = ANY($3::uuid[]))
-			AND NOT EXISTS (SELECT 1 FROM tandem_queues WHERE name = $1 AND paused)
-		ORDER BY priority DESC, run_at, id
-		LIMIT %s
-		FOR UPDATE SKIP LOCKED)
-	UPDATE tandem_jobs AS j SET state = 'prefetched', lease_until = $4, leased_by = $5, updated_at = $6
-	FROM picked WHERE j.id = picked.id
-	RETURNING ` + jobColumnsOfJ
+// leaseSQL picks and locks the jobs; the batch writes them prefetched at its flush, once, with
+// the acknowledgements that joined it.
+var leaseSQL = `SELECT ` + jobColumns + ` FROM tandem_jobs
+	WHERE queue = $1 AND state = 'ready' AND NOT (id = ANY($3::uuid[]))
+		AND NOT EXISTS (SELECT 1 FROM tandem_queues WHERE name = $1 AND paused)
+	ORDER BY priority DESC, run_at, id
+	LIMIT %s
+	FOR UPDATE SKIP LOCKED`
 
 // jobColumnsOfJ is jobColumns qualified by the table alias j (UPDATE ... FROM ... RETURNING).
 var jobColumnsOfJ = "j." + strings.ReplaceAll(strings.Join(strings.Fields(jobColumns), " "), ", ", ", j.")
@@ -137,19 +136,31 @@ var jobColumnsOfJ = "j." + strings.ReplaceAll(strings.Join(strings.Fields(jobCol
 var (
 	leaseUncapped = fmt.Sprintf(leaseSQL, "$2")
 	// The cap's count runs after the advisory lock was taken (a statement before), so it sees the
-	// leases of every process that held it before.
-	leaseCapped = fmt.Sprintf(leaseSQL, `GREATEST(0, LEAST($2, $7 - (SELECT count(*) FROM tandem_jobs WHERE queue = $1 AND state IN ('prefetched', 'running'))))`)
+	// leases of every process that held it before; $4 adds the batch's own, not written yet.
+	leaseCapped = fmt.Sprintf(leaseSQL, `GREATEST(0, LEAST($2::int8, $4::int8 - $5::int8 - (SELECT count(*) FROM tandem_jobs WHERE queue = $1 AND state IN ('prefetched', 'running'))))`)
 )
+
+// pendingLeases counts the batch's leases of queue not written yet.
+func (t *txn) pendingLeases(queue string) int {
+	n := 0
+	for _, id := range t.dirty {
+		e := t.cache[id]
+		if e.cur != nil && e.cur.Queue == queue && e.cur.State.Leased() && (e.written == nil || !e.written.State.Leased()) {
+			n++
+		}
+	}
+	return n
+}
 
 func (t *txn) lease(l jobs.Lease) ([]*jobs.Job, error) {
 	until := usec(t.now.Add(l.For))
-	args := []any{l.Queue, l.N, t.changedIDs(), until, t.s.self, usec(t.s.opts.Now())}
+	args := []any{l.Queue, l.N, t.changedIDs()}
 	b := &pgx.Batch{}
 	query := leaseUncapped
 	if l.Cap > 0 {
 		b.Queue(`SELECT pg_advisory_xact_lock(hashtext('tandem.cap'), hashtext($1))`, l.Queue)
 		query = leaseCapped
-		args = append(args, l.Cap)
+		args = append(args, l.Cap, t.pendingLeases(l.Queue))
 	}
 	var out []*jobs.Job
 	b.Queue(query, args...).Query(func(rows pgx.Rows) error {
@@ -169,12 +180,12 @@ func (t *txn) lease(l jobs.Lease) ([]*jobs.Job, error) {
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	for _, j := range out {
-		old := j.Clone()
-		old.State = jobs.StateReady
-		t.cache[j.ID] = &entry{written: j, cur: j, leasedBy: t.s.self}
-		t.changed[j.ID] = true
-		t.transition(old, j)
+	for i, j := range out {
+		t.cache[j.ID] = &entry{written: j, cur: j}
+		leased := j.Clone()
+		leased.State, leased.LeaseUntil = jobs.StatePrefetched, &until
+		t.put(leased)
+		out[i] = leased
 	}
 	if len(out) < l.N && l.Cap == 0 {
 		// The queue has no more to lease now: say so until a recount or a notification says

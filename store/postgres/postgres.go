@@ -58,7 +58,8 @@ type Store struct {
 	cfg  *pgxpool.Config
 	self string // this instance's lease token (leased_by): a Renew from another one finds it lost
 
-	reqs    chan *request
+	reqs    chan *request // the committer of every write but inserts
+	ins     chan *request // the committer of inserts (sendOn)
 	stop    chan struct{} // closed by Close: the committer drains and returns
 	closed  atomic.Bool
 	closeMu sync.RWMutex // held for reading while sending a request, so Close can drain safely
@@ -67,9 +68,9 @@ type Store struct {
 	wg       sync.WaitGroup     // the committer, the listener, the poller
 
 	est      estimate
-	commitMu sync.Mutex // held from a COMMIT to the estimate's update, and by a recount's snapshot
-	changes chan struct{} // Changes: cap 1, sends coalesce
-	refresh chan struct{} // asks the poller for a recount now: cap 1
+	commitMu sync.Mutex    // held from a COMMIT to the estimate's update, and by a recount's snapshot
+	changes  chan struct{} // Changes: cap 1, sends coalesce
+	refresh  chan struct{} // asks the poller for a recount now: cap 1
 
 	pidMu sync.Mutex
 	pids  map[uint32]bool // the backends of our pool: their notifications are our own commits
@@ -102,7 +103,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
 	s := &Store{
 		opts: o, cfg: cfg, self: uuid.NewString(),
-		reqs: make(chan *request, 4096), stop: make(chan struct{}),
+		reqs: make(chan *request, 4096), ins: make(chan *request, 4096), stop: make(chan struct{}),
 		changes: make(chan struct{}, 1), refresh: make(chan struct{}, 1),
 		pids: map[uint32]bool{},
 	}
@@ -138,8 +139,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	bg, bgCancel := context.WithCancel(context.Background())
 	s.bgCancel = bgCancel
-	s.wg.Add(3)
-	go s.commitLoop()
+	s.wg.Add(4)
+	go s.commitLoop(s.reqs)
+	go s.commitLoop(s.ins)
 	go s.listen(bg)
 	go s.poll(bg)
 	return s, nil
