@@ -49,7 +49,74 @@ stop_tandem() {
   wait "$TANDEM_PID" 2>/dev/null || true
   TANDEM_PID=
 }
-trap stop_tandem EXIT
+
+# start_replicas N NAME [VAR=value...] [flags...]: starts N tandem serve processes on the one
+# Postgres database start_postgres made (store.backend postgres, store.url PG_URL), each with its
+# own node.name NAME-i and ports, one after the other (the first applies the migrations). Sets the
+# arrays REPLICA_PIDS, REPLICA_HTTP, REPLICA_ADMIN and HTTP_URLS (every replica's POST /v1/jobs,
+# comma-separated, for bench/load -urls). start_replica NAME [...] adds one more.
+start_replicas() {
+  local n=$1; shift
+  REPLICA_PIDS=(); REPLICA_HTTP=(); REPLICA_ADMIN=(); HTTP_URLS=
+  for i in $(seq 1 "$n"); do start_replica "$@"; done
+}
+start_replica() {
+  local name=$1; shift
+  local i=$((${#REPLICA_PIDS[@]} + 1))
+  TANDEM_PID= # start_tandem_keep sets it; the replicas are stopped by stop_replicas
+  start_tandem_keep "$name-$i" TANDEM_STORE_BACKEND=postgres TANDEM_STORE_URL="$PG_URL" TANDEM_NODE_NAME="$name-$i" "$@"
+  REPLICA_PIDS+=("$TANDEM_PID"); REPLICA_HTTP+=("$HTTP_URL"); REPLICA_ADMIN+=("$ADMIN_URL")
+  HTTP_URLS=$(IFS=,; for u in "${REPLICA_HTTP[@]}"; do printf '%s/v1/jobs,' "$u"; done); HTTP_URLS=${HTTP_URLS%,}
+  TANDEM_PID=
+}
+# stop_replicas: SIGTERM to every replica still running, then waits for each.
+stop_replicas() {
+  local pid
+  for pid in "${REPLICA_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${REPLICA_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  REPLICA_PIDS=(); REPLICA_HTTP=(); REPLICA_ADMIN=(); HTTP_URLS=
+}
+REPLICA_PIDS=()
+
+# start_postgres: a Postgres of its own for a bench run, as the tests start theirs: initdb + pg_ctl
+# from /usr/lib/postgresql/*/bin (the newest), run as user postgres when we are root, a data
+# directory under a temp dir, TCP on a free loopback port only. Durable as a production server:
+# fsync, synchronous_commit and full_page_writes on. Sets PG_URL (database postgres), PG_BASE
+# (the URL without a database), PG_BIN, PG_DIR; stop_postgres stops it (pg_ctl stop -m fast) and
+# removes the directory.
+start_postgres() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "${PG_BIN:-}/initdb" ] || { echo "no Postgres: /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)" >&2; return 1; }
+  PG_DIR=$(mktemp -d /tmp/tandem-bench-pg.XXXXXX)
+  local as=() port
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$PG_DIR"; as=(runuser -u postgres --); fi
+  PG_AS=("${as[@]}")
+  port=$(free_port)
+  "${as[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 --no-locale >"$PG_DIR/initdb.log" 2>&1 ||
+    { cat "$PG_DIR/initdb.log" >&2; return 1; }
+  "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$PG_DIR -c fsync=on -c synchronous_commit=on -c full_page_writes=on -c max_connections=300" >/dev/null ||
+    { cat "$PG_DIR/postgres.log" >&2; return 1; }
+  PG_BASE=postgres://postgres@127.0.0.1:$port
+  PG_URL="$PG_BASE/postgres?sslmode=disable"
+}
+stop_postgres() {
+  [ -n "${PG_DIR:-}" ] || return 0
+  "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+  PG_DIR=
+}
+# psql_c SQL: runs one statement on PG_URL and prints the bare result.
+psql_c() { "$PG_BIN/psql" "$PG_URL" -XAtqc "$1"; }
+# pg_fresh_db NAME: drops and creates database NAME and points PG_URL at it, so each run starts
+# from an empty schema and never counts an earlier run's rows.
+pg_fresh_db() {
+  PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" "$PG_BASE/postgres?sslmode=disable" -XAtq -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+  PG_URL="$PG_BASE/$1?sslmode=disable"
+}
+
+cleanup() { stop_tandem; stop_replicas; stop_postgres; }
+trap cleanup EXIT
 
 # wrk_rps ARGS...: runs wrk and prints its Requests/sec figure.
 wrk_rps() {

@@ -4,6 +4,12 @@
 // then polls GET /v1/queues every 5 ms until N more jobs succeeded than when it started, and adds
 // the seconds from its first request to that moment (end to end), so the figure carries no
 // shell polling.
+//
+// With -urls A,B,C (several tandem replicas on one Postgres) request i goes to URL i mod 3, round
+// robin, and -drain polls the first one's /v1/queues (a shared store's counts are the cluster's).
+// With -csv FILE it also samples GET /v1/queues every -every from its start until the drain ends,
+// one line "unix_seconds,succeeded,waiting" each (waiting: scheduled, ready, prefetched, running and
+// retrying), for the backlog plots of bench/postgres.sh; -n 0 only watches.
 package main
 
 import (
@@ -29,12 +35,28 @@ func main() {
 	rate := flag.Float64("rate", 0, "requests per second in total (0: as fast as possible)")
 	maxDur := flag.Duration("max", 5*time.Minute, "stop after this long whatever is left")
 	drain := flag.Int("drain", 0, "then wait until this many more jobs succeeded (GET /v1/queues beside -url)")
+	urlList := flag.String("urls", "", "comma-separated endpoints, taken round robin (replaces -url)")
+	csvPath := flag.String("csv", "", "write a time series of GET /v1/queues to this file")
+	every := flag.Duration("every", 100*time.Millisecond, "the -csv sampling period")
 	flag.Parse()
-	queuesURL := strings.TrimSuffix(strings.TrimSuffix(*url, "/batch"), "/jobs") + "/queues"
+	urls := []string{*url}
+	if *urlList != "" {
+		urls = strings.Split(*urlList, ",")
+	}
+	queuesURL := strings.TrimSuffix(strings.TrimSuffix(urls[0], "/batch"), "/jobs") + "/queues"
 	base := 0
 	if *drain > 0 {
+		c, err := counts(queuesURL)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		base = c.succeeded
+	}
+	stopWatch := func() {}
+	if *csvPath != "" {
 		var err error
-		if base, err = succeeded(queuesURL); err != nil {
+		if stopWatch, err = watch(*csvPath, queuesURL, *every); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -62,7 +84,7 @@ func main() {
 					}
 				}
 				t0 := time.Now()
-				resp, err := client.Post(*url, "application/json", bytes.NewReader([]byte(*body)))
+				resp, err := client.Post(urls[i%int64(len(urls))], "application/json", bytes.NewReader([]byte(*body)))
 				if err != nil {
 					fail.Add(1)
 					continue
@@ -99,11 +121,12 @@ func main() {
 	}
 	if *drain > 0 {
 		for {
-			n, err := succeeded(queuesURL)
+			c, err := counts(queuesURL)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
 			}
+			n := c.succeeded
 			if n >= base+*drain {
 				break
 			}
@@ -115,30 +138,78 @@ func main() {
 		}
 		out["drained_seconds"] = time.Since(start).Seconds()
 	}
+	stopWatch()
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-// succeeded sums the succeeded jobs of every queue.
-func succeeded(queuesURL string) (int, error) {
+// queueCounts are the sums over every queue of GET /v1/queues.
+type queueCounts struct{ succeeded, waiting int }
+
+// counts sums the succeeded and the waiting (not yet finished) jobs of every queue.
+func counts(queuesURL string) (queueCounts, error) {
 	resp, err := http.Get(queuesURL)
 	if err != nil {
-		return 0, err
+		return queueCounts{}, err
 	}
 	defer resp.Body.Close()
 	var body struct {
 		Queues []struct {
-			Succeeded int `json:"succeeded"`
+			Succeeded  int `json:"succeeded"`
+			Scheduled  int `json:"scheduled"`
+			Ready      int `json:"ready"`
+			Prefetched int `json:"prefetched"`
+			Running    int `json:"running"`
+			Retrying   int `json:"retrying"`
 		} `json:"queues"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return 0, fmt.Errorf("GET %s: %w", queuesURL, err)
+		return queueCounts{}, fmt.Errorf("GET %s: %w", queuesURL, err)
 	}
-	n := 0
+	var c queueCounts
 	for _, q := range body.Queues {
-		n += q.Succeeded
+		c.succeeded += q.Succeeded
+		c.waiting += q.Scheduled + q.Ready + q.Prefetched + q.Running + q.Retrying
 	}
-	return n, nil
+	return c, nil
+}
+
+// watch samples counts into path every period until the returned stop is called (which waits
+// for the sampler and closes the file). A failed sample is skipped: a replica may be restarting.
+func watch(path, queuesURL string, period time.Duration) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-csv: %w", err)
+	}
+	fmt.Fprintln(f, "unix_seconds,succeeded,waiting")
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			if c, err := counts(queuesURL); err == nil {
+				fmt.Fprintf(f, "%.3f,%d,%d\n", float64(time.Now().UnixNano())/1e9, c.succeeded, c.waiting)
+			}
+			select {
+			case <-done:
+				if c, err := counts(queuesURL); err == nil { // the last line is the end
+					fmt.Fprintf(f, "%.3f,%d,%d\n", float64(time.Now().UnixNano())/1e9, c.succeeded, c.waiting)
+				}
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "-csv:", err)
+		}
+	}, nil
 }
