@@ -33,7 +33,8 @@ type openedStore struct {
 func openStore(ctx context.Context, cfg StoreConfig, log *slog.Logger, mx *metrics.Metrics) (*openedStore, error) {
 	if cfg.Backend == "postgres" {
 		where := redactURL(cfg.URL)
-		st, err := postgres.Open(ctx, postgres.Options{URL: cfg.URL, Logger: log, MaxConns: cfg.MaxConns, ConnectTimeout: cfg.OpenTimeout})
+		st, err := postgres.Open(ctx, postgres.Options{URL: cfg.URL, Logger: log, MaxConns: cfg.MaxConns, ConnectTimeout: cfg.OpenTimeout,
+			OnCommit: mx.ObserveCommit})
 		if errors.Is(err, postgres.ErrSchemaNewer) {
 			return nil, fmt.Errorf("open store %s: %w; run the newer tandem, or restore the database from before its migration", where, err)
 		}
