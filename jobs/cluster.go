@@ -142,8 +142,10 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 	now := r.opts.Now()
 	held := map[string]bool{} // leased here: running, or acknowledged and not yet on record
 	r.mu.Lock()
-	for id := range r.running {
-		held[id] = true
+	for id, lj := range r.running {
+		if lj.leased {
+			held[id] = true
+		}
 	}
 	r.mu.Unlock()
 	r.ackMu.Lock()

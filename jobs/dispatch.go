@@ -88,6 +88,17 @@ func (r *Runtime) dispatchOnce(ctx context.Context) int {
 			if err == nil {
 				err = wait()
 			}
+			if err == nil && r.shared != nil {
+				// On record now: from here the heartbeat renews these leases (before, the
+				// database would not know them as this process's, and Renew would call them lost).
+				r.mu.Lock()
+				for _, j := range jobs {
+					if lj := r.running[j.ID]; lj != nil {
+						lj.leased = true
+					}
+				}
+				r.mu.Unlock()
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					r.log.Error("lease", "queue", q, "err", err)

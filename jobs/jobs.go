@@ -355,6 +355,7 @@ type liveJob struct {
 	started  bool // its handler was called
 	cancel   context.CancelCauseFunc
 	canceled bool // canceled by hand: the attempt ends canceled, not retried
+	leased   bool // its lease's commit succeeded (Shared store): the heartbeat renews it
 }
 
 // New returns a runtime; register kinds, then call Start.
