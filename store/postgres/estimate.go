@@ -21,8 +21,10 @@ type estimate struct {
 	paused map[string]bool
 	queues map[string]bool // queues registered in tandem_queues
 
-	recounting bool                            // a recount is under way: commits are logged
-	since      []map[string]map[jobs.State]int // deltas committed since it began
+	recounting  bool                            // a recount is under way: commits are logged
+	since       []map[string]map[jobs.State]int // deltas committed since it began
+	sincePaused map[string]bool                 // pauses and resumes committed since it began, the last of each queue
+	sinceQueues map[string]bool                 // queues registered since it began
 }
 
 func (e *estimate) init() {
@@ -62,9 +64,15 @@ func (e *estimate) apply(t *txn) {
 		} else {
 			delete(e.paused, q)
 		}
+		if e.recounting {
+			e.sincePaused[q] = p
+		}
 	}
 	for q := range t.newQueues {
 		e.queues[q] = true
+		if e.recounting {
+			e.sinceQueues[q] = true
+		}
 	}
 }
 
@@ -122,6 +130,7 @@ func (s *Store) recount(ctx context.Context) error {
 	if err == nil {
 		s.est.mu.Lock()
 		s.est.recounting, s.est.since = true, nil
+		s.est.sincePaused, s.est.sinceQueues = map[string]bool{}, map[string]bool{}
 		s.est.mu.Unlock()
 	}
 	s.commitMu.Unlock()
@@ -180,6 +189,17 @@ func (s *Store) recount(ctx context.Context) error {
 				}
 			}
 		}
+	}
+	// A pause or resume committed after the snapshot is newer than what it read.
+	for q, p := range s.est.sincePaused {
+		if p {
+			paused[q] = true
+		} else {
+			delete(paused, q)
+		}
+	}
+	for q := range s.est.sinceQueues {
+		queues[q] = true
 	}
 	more := false
 	for q, m := range counts {
