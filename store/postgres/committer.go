@@ -205,6 +205,7 @@ type txn struct {
 	paused     map[string]bool               // SetPaused changes
 	newQueues  map[string]bool               // queues to register in tandem_queues
 	emptied    map[string]bool               // queues a lease found without ready jobs
+	emptiedAt  uint64                        // the estimate's epoch when the first of those leases ran
 	ownCommits bool                          // false for a caller's transaction (InsertTx)
 }
 

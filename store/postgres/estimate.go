@@ -25,6 +25,16 @@ type estimate struct {
 	since       []map[string]map[jobs.State]int // deltas committed since it began
 	sincePaused map[string]bool                 // pauses and resumes committed since it began, the last of each queue
 	sinceQueues map[string]bool                 // queues registered since it began
+	// epoch counts the commits that added ready jobs. A lease that found a queue empty says so
+	// only if none landed since it looked: inserts commit on a committer of their own, and one
+	// that landed meanwhile would otherwise be zeroed, leaving its jobs unleased until a recount.
+	epoch uint64
+}
+
+func (e *estimate) epochNow() uint64 {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.epoch
 }
 
 func (e *estimate) init() {
@@ -55,8 +65,16 @@ func (e *estimate) apply(t *txn) {
 	if e.recounting && len(t.deltas) > 0 {
 		e.since = append(e.since, t.deltas)
 	}
-	for q := range t.emptied {
-		e.countsFor(q)[jobs.StateReady] = 0
+	if t.emptied != nil && t.emptiedAt == e.epoch {
+		for q := range t.emptied {
+			e.countsFor(q)[jobs.StateReady] = 0
+		}
+	}
+	for _, m := range t.deltas {
+		if m[jobs.StateReady] > 0 {
+			e.epoch++
+			break
+		}
 	}
 	for q, p := range t.paused {
 		if p {
@@ -106,6 +124,7 @@ func (e *estimate) notified(q string) {
 	e.mu.Lock()
 	c := e.countsFor(q)
 	c[jobs.StateReady] = max(c[jobs.StateReady], 1)
+	e.epoch++
 	e.mu.Unlock()
 }
 

@@ -192,6 +192,7 @@ func (t *txn) lease(l jobs.Lease) ([]*jobs.Job, error) {
 		// otherwise, so the dispatcher does not ask again and again.
 		if t.emptied == nil {
 			t.emptied = map[string]bool{}
+			t.emptiedAt = t.s.est.epochNow()
 		}
 		t.emptied[l.Queue] = true
 	}
