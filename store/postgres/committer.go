@@ -178,6 +178,7 @@ func (s *Store) run(ctx context.Context, reqs chan *request, batch []*request) (
 		return nil, nil, out, fmt.Errorf("postgres: commit: %w", err)
 	}
 	s.est.apply(t)
+	s.churn.Add(int64(len(t.changed)))
 	return t, results, out, nil
 }
 

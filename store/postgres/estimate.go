@@ -263,11 +263,27 @@ func (s *Store) poll(ctx context.Context) {
 		if err := s.recount(ctx); err != nil && ctx.Err() == nil {
 			s.opts.Logger.Debug("postgres: recount", "err", err)
 		}
+		s.vacuum(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(s.opts.PollInterval / 10):
 		}
+	}
+}
+
+// vacuum runs VACUUM on the jobs table once this process wrote VacuumEvery rows since the last
+// (Options.VacuumEvery says why). It cannot run inside a transaction: a plain Exec without
+// arguments, which pgx sends as a simple query.
+func (s *Store) vacuum(ctx context.Context) {
+	if s.opts.VacuumEvery < 0 || s.churn.Load() < int64(s.opts.VacuumEvery) {
+		return
+	}
+	s.churn.Store(0)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := s.pool.Exec(ctx, `VACUUM (SKIP_LOCKED) tandem_jobs`); err != nil && ctx.Err() == nil {
+		s.opts.Logger.Warn("postgres: vacuum tandem_jobs", "err", err)
 	}
 }
 
