@@ -55,3 +55,6 @@ func openStore(ctx context.Context, cfg StoreConfig, log *slog.Logger, mx *metri
 	}
 	return &openedStore{store: st, close: st.Close, where: cfg.Path, health: st.Ping}, nil
 }
+
+// redactURL shows a Postgres URL in a log line or `tandem config` with its password hidden.
+var redactURL = postgres.Redact

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,7 +204,8 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // Redact returns the URL with its password replaced by "xxxxx", for logs and errors. It handles
-// both forms pgx accepts: a URL (postgres://user:pass@host/db?password=...) and key=value pairs.
+// both forms pgx accepts: a URL (postgres://user:pass@host/db?password=...) and key=value pairs;
+// a URL that does not parse is not shown at all.
 func Redact(rawURL string) string {
 	if u, err := url.Parse(rawURL); err == nil && u.Scheme != "" {
 		if _, ok := u.User.Password(); ok {
@@ -214,6 +216,10 @@ func Redact(rawURL string) string {
 			u.RawQuery = q.Encode()
 		}
 		return u.String()
+	}
+	if strings.Contains(rawURL, "://") {
+		// A URL that does not parse: where its password sits cannot be told.
+		return "(not shown: not a URL)"
 	}
 	return passwordKV.ReplaceAllString(rawURL, "${1}xxxxx")
 }
