@@ -121,19 +121,20 @@ func (r *Runtime) heartbeatLoop(ctx context.Context) {
 }
 
 func (r *Runtime) setStoreErr(err error) {
-	if err != nil {
-		r.storeFailed.Store(r.opts.Now().UnixNano())
-	}
 	if err == nil {
 		if r.storeErr.Swap(nil) != nil {
 			r.log.Info("job store reachable again")
 		}
 		return
 	}
+	r.storeFailedNow()
 	if r.storeErr.Swap(&err) == nil {
 		r.log.Error("job store unreachable; readiness is off until it answers", "err", err)
 	}
 }
+
+// storeFailedNow notes that a ping, renew or heartbeat just failed (see heartbeat's rescue).
+func (r *Runtime) storeFailedNow() { r.storeFailed.Store(r.opts.Now().UnixNano()) }
 
 // heartbeat is one round of heartbeatLoop.
 func (r *Runtime) heartbeat(ctx context.Context) {
@@ -157,7 +158,7 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 	if len(ids) > 0 {
 		lost, err := r.shared.Renew(ctx, ids, now.Add(r.opts.RescueAfter))
 		if err != nil {
-			r.storeFailed.Store(r.opts.Now().UnixNano())
+			r.storeFailedNow()
 			r.log.Warn("renew leases", "jobs", len(ids), "err", err)
 		}
 		r.mu.Lock()
@@ -171,7 +172,7 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 	leader, err := r.shared.Heartbeat(ctx, r.self(), r.leaderTTL())
 	if err != nil {
 		leader = false
-		r.storeFailed.Store(r.opts.Now().UnixNano())
+		r.storeFailedNow()
 		r.log.Warn("node heartbeat", "node", r.opts.Node, "err", err)
 	}
 	if was := r.leader.Swap(leader); was != leader {
