@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,29 +18,11 @@ import (
 	"go.uber.org/goleak"
 )
 
-// lockedBuffer is a log sink that serve writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // served is a tandem serve running in this process.
 type served struct {
 	started     map[string]any // the "tandem started" log line
 	http, admin string         // base URLs
-	logs        *lockedBuffer
+	logs        *tandemtest.SyncBuffer
 	stop        func() int // cancels serve and returns its exit status
 }
 
@@ -51,7 +32,7 @@ func serveInProcess(t *testing.T, env ...string) *served {
 	procs, memLimit := runtime.GOMAXPROCS(0), debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { runtime.GOMAXPROCS(procs); debug.SetMemoryLimit(memLimit) }) // serve sets both
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &served{logs: &lockedBuffer{}}
+	s := &served{logs: &tandemtest.SyncBuffer{}}
 	done := make(chan int, 1)
 	env = append([]string{"TANDEM_SERVER_ADDR=127.0.0.1:0", "TANDEM_ADMIN_ADDR=127.0.0.1:0", "TANDEM_LOG_ACCESS=off"}, env...)
 	go func() { done <- run(ctx, []string{"serve", "--config", emptyConfig(t)}, env, io.Discard, s.logs) }()

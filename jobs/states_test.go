@@ -1,7 +1,6 @@
 package jobs_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/tandemtest"
 	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/jobs/storetest"
 )
@@ -196,25 +196,14 @@ func testRecoverAfterCrash(t *testing.T, be storetest.Backend) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// syncBuffer is the logger's sink, read back as JSON records.
+type syncBuffer struct{ tandemtest.SyncBuffer }
 
 // records returns the JSON log records whose msg is msg.
 func (s *syncBuffer) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		if line == "" {
 			continue
 		}

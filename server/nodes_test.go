@@ -117,7 +117,7 @@ func pgDown(t *testing.T) error {
 // leads and runs 3 jobs.
 func setupShared(t *testing.T) (*bundle, *sharedStore) {
 	t.Helper()
-	logger := slog.New(slog.NewJSONHandler(&syncBuffer{}, nil))
+	logger := slog.New(slog.NewJSONHandler(&tandemtest.SyncBuffer{}, nil))
 	bb, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "db"), NoSync: true, Logger: logger})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/tandem-run/tandem/internal/tandemtest"
 	"github.com/tandem-run/tandem/jobs"
 	"github.com/tandem-run/tandem/pool"
 	"github.com/tandem-run/tandem/store"
@@ -28,24 +28,11 @@ import (
 // ants starts the goroutines of its package-level default pool at init; they are not ours.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 type bundle struct {
 	srv      *Server
 	threads  *pool.Pool
 	rt       *jobs.Runtime
-	logs     *syncBuffer
+	logs     *tandemtest.SyncBuffer
 	base     string // main listener URL
 	adminURL string
 	client   *http.Client
@@ -55,7 +42,7 @@ type bundle struct {
 // and may add routes through the returned server before it starts.
 func setup(t testing.TB, tweak func(*Options), routes func(r chi.Router)) *bundle {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &tandemtest.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	threads, err := pool.New(pool.Options{Name: "http", Size: 4, Backlog: 16, Logger: logger})
 	if err != nil {
