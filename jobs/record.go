@@ -78,7 +78,21 @@ type Job struct {
 	FinishedAt  *time.Time
 	LeaseUntil  *time.Time // while prefetched or running: when the lease ends
 	AttemptedBy []string   // the node (Options.Node) that ran each attempt, oldest first, the last 25
+	Progress    *Progress  // what the running handler last reported; nil when it reported none
+	Periodic    string     // the periodic schedule that made the job; "" when none made it
+	Slot        time.Time  // that schedule's slot (when it was due); zero when Periodic is ""
 }
+
+// Progress is a handler's latest report on a running job. Only the latest is kept, so a job's
+// record stays bounded however often its handler reports.
+type Progress struct {
+	Percent int       // 0..100
+	Message string    // at most MaxProgressMessage bytes
+	At      time.Time // when it was reported
+}
+
+// MaxProgressMessage bounds Progress.Message, in bytes: a longer message is cut.
+const MaxProgressMessage = 512
 
 // Clone returns a deep copy, so a caller can change it without touching the original.
 func (j *Job) Clone() *Job {
@@ -87,6 +101,10 @@ func (j *Job) Clone() *Job {
 	c.Result = append(json.RawMessage(nil), j.Result...)
 	c.Errors = append([]AttemptError(nil), j.Errors...)
 	c.AttemptedBy = append([]string(nil), j.AttemptedBy...)
+	if j.Progress != nil {
+		p := *j.Progress
+		c.Progress = &p
+	}
 	for _, p := range []**time.Time{&c.StartedAt, &c.FinishedAt, &c.LeaseUntil} {
 		if *p != nil {
 			t := **p

@@ -22,7 +22,8 @@ func fullJob() *jobs.Job {
 		Timeout: 90 * time.Second, State: jobs.StateRunning,
 		Errors: []jobs.AttemptError{{Attempt: 1, At: t1, Error: "boom"}},
 		Result: json.RawMessage(`{"ok":true}`), UniqueKey: "u-1", CreatedAt: t0, UpdatedAt: t3,
-		StartedAt: &t1, FinishedAt: &t2, LeaseUntil: &t3, AttemptedBy: []string{"web-0:7", "web-1:9"}}
+		StartedAt: &t1, FinishedAt: &t2, LeaseUntil: &t3, AttemptedBy: []string{"web-0:7", "web-1:9"},
+		Progress: &jobs.Progress{Percent: 40, Message: "2 of 5", At: t2}, Periodic: "nightly", Slot: t0.Truncate(time.Hour)}
 }
 
 // TestJobJSONIsTheWireFormat pins a job's JSON byte for byte (clients were built against it) and
@@ -35,7 +36,9 @@ func TestJobJSONIsTheWireFormat(t *testing.T) {
 		`"errors":[{"attempt":1,"at":"2026-01-02T15:04:06.123456789Z","error":"boom"}],"result":{"ok":true},` +
 		`"unique_key":"u-1","created_at":"2026-01-02T15:04:05.123456789Z","updated_at":"2026-01-02T15:04:08.123456789Z",` +
 		`"started_at":"2026-01-02T15:04:06.123456789Z","finished_at":"2026-01-02T15:04:07.123456789Z",` +
-		`"lease_until":"2026-01-02T15:04:08.123456789Z","timeout":"1m30s","attempted_by":["web-0:7","web-1:9"]}` + "\n"
+		`"lease_until":"2026-01-02T15:04:08.123456789Z","timeout":"1m30s","attempted_by":["web-0:7","web-1:9"],` +
+		`"progress":{"percent":40,"message":"2 of 5","at":"2026-01-02T15:04:07.123456789Z"},"periodic":"nightly",` +
+		`"slot":"2026-01-02T15:00:00Z"}` + "\n"
 	if got := rec.Body.String(); got != want {
 		t.Errorf("job JSON changed:\n got %s\nwant %s", got, want)
 	}

@@ -32,6 +32,16 @@ type jobResponse struct {
 	LeaseUntil  *time.Time             `json:"lease_until,omitempty"`
 	Timeout     string                 `json:"timeout"`
 	AttemptedBy []string               `json:"attempted_by"` // [] before the first attempt
+	Progress    *progressResponse      `json:"progress,omitempty"`
+	Periodic    string                 `json:"periodic,omitempty"`
+	Slot        *time.Time             `json:"slot,omitempty"`
+}
+
+// progressResponse is a running handler's latest progress report.
+type progressResponse struct {
+	Percent int       `json:"percent"`
+	Message string    `json:"message,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // attemptErrorResponse is one attempt's error in a jobResponse.
@@ -48,7 +58,14 @@ func newJobResponse(j *jobs.Job) jobResponse {
 		ID: j.ID, Kind: j.Kind, Queue: j.Queue, Payload: j.Payload, Priority: j.Priority, RunAt: j.RunAt,
 		Attempt: j.Attempt, MaxAttempts: j.MaxAttempts, State: j.State, Result: j.Result, UniqueKey: j.UniqueKey,
 		CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
-		LeaseUntil: j.LeaseUntil, Timeout: j.Timeout.String(), AttemptedBy: j.AttemptedBy,
+		LeaseUntil: j.LeaseUntil, Timeout: j.Timeout.String(), AttemptedBy: j.AttemptedBy, Periodic: j.Periodic,
+	}
+	if !j.Slot.IsZero() {
+		slot := j.Slot
+		v.Slot = &slot
+	}
+	if p := j.Progress; p != nil {
+		v.Progress = &progressResponse{Percent: p.Percent, Message: p.Message, At: p.At}
 	}
 	if v.AttemptedBy == nil {
 		v.AttemptedBy = []string{}

@@ -50,11 +50,25 @@ func encodeV2(j *jobs.Job) []byte {
 			b = binary.AppendVarint(b, t.UnixNano())
 		}
 	}
-	// Added after the first release of recordV2: absent when empty, so older records decode.
-	if len(j.AttemptedBy) > 0 {
+	// Added after the first release of recordV2, each section absent when it and every later one
+	// is empty, so older records decode: attempted_by, then the extras (progress and periodic).
+	extras := j.Progress != nil || j.Periodic != "" || !j.Slot.IsZero()
+	if len(j.AttemptedBy) > 0 || extras {
 		b = binary.AppendUvarint(b, uint64(len(j.AttemptedBy)))
 		for _, n := range j.AttemptedBy {
 			b = appendString(b, n)
+		}
+	}
+	if extras {
+		b = appendString(b, j.Periodic)
+		b = appendTime(b, j.Slot)
+		if p := j.Progress; p == nil {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = binary.AppendVarint(b, int64(p.Percent))
+			b = appendString(b, p.Message)
+			b = appendTime(b, p.At)
 		}
 	}
 	return b
@@ -208,14 +222,27 @@ func decodeV2(b []byte) (*jobs.Job, error) {
 	}
 	if r.err == nil && len(r.b) != 0 {
 		n, k := binary.Uvarint(r.b)
-		if k <= 0 || n == 0 || n > uint64(len(r.b)) {
+		// An empty attempted_by is written only when the extras follow it.
+		if k <= 0 || n > uint64(len(r.b)) || (n == 0 && len(r.b) == k) {
 			r.fail("attempted_by")
-		} else {
-			r.b = r.b[k:]
+		} else if r.b = r.b[k:]; n > 0 {
 			j.AttemptedBy = make([]string, 0, n)
 			for range n {
 				j.AttemptedBy = append(j.AttemptedBy, intern(r.bytes("attempted_by")))
 			}
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		j.Periodic = intern(r.bytes("periodic"))
+		j.Slot = r.time("slot")
+		if r.flag("progress") {
+			p := &jobs.Progress{Percent: int(r.varint("progress percent"))}
+			p.Message = r.str("progress message")
+			p.At = r.time("progress time")
+			j.Progress = p
+		}
+		if j.Periodic == "" && j.Slot.IsZero() && j.Progress == nil {
+			r.fail("extras") // written only when one is set: one encoding per record
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {

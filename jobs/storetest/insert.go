@@ -58,6 +58,7 @@ func sample(now time.Time) *jobs.Job {
 		Errors:    []jobs.AttemptError{{Attempt: 1, At: now, Error: "boom"}, {Attempt: 2, At: t1, Error: ""}},
 		Result:    json.RawMessage(`{"ok":true}`),
 		UniqueKey: "u-1", StartedAt: &t1, FinishedAt: &t3, LeaseUntil: &t2, AttemptedBy: []string{"a:1", "b:2"},
+		Progress: &jobs.Progress{Percent: 60, Message: "3 of 5 done", At: t1}, Periodic: "nightly", Slot: now.Truncate(time.Minute),
 	}
 }
 
@@ -107,6 +108,12 @@ func diff(got, want *jobs.Job) string {
 	if !slices.Equal(got.AttemptedBy, want.AttemptedBy) {
 		add("AttemptedBy", got.AttemptedBy, want.AttemptedBy)
 	}
+	if got.Periodic != want.Periodic || !got.Slot.Equal(want.Slot) {
+		add("Periodic/Slot", fmt.Sprint(got.Periodic, got.Slot), fmt.Sprint(want.Periodic, want.Slot))
+	}
+	if g, w := got.Progress, want.Progress; (g == nil) != (w == nil) || (g != nil && (g.Percent != w.Percent || g.Message != w.Message || !g.At.Equal(w.At))) {
+		add("Progress", g, w)
+	}
 	return fmt.Sprint(d)
 }
 
@@ -135,11 +142,12 @@ func testRoundTrip(t *testing.T, b Backend) {
 	// Empty optional fields stay empty.
 	bare := update(t, s, j.ID, func(j *jobs.Job) {
 		j.Payload, j.Result, j.Errors, j.AttemptedBy, j.StartedAt, j.FinishedAt, j.LeaseUntil = nil, nil, nil, nil, nil, nil, nil
-		j.State, j.UniqueKey = jobs.StateReady, ""
+		j.State, j.UniqueKey, j.Progress, j.Periodic, j.Slot = jobs.StateReady, "", nil, "", time.Time{}
 	})
 	got := get(t, s, j.ID)
 	if len(got.Payload) != 0 || len(got.Result) != 0 || len(got.Errors) != 0 || len(got.AttemptedBy) != 0 ||
-		got.StartedAt != nil || got.FinishedAt != nil || got.LeaseUntil != nil || got.UniqueKey != "" {
+		got.StartedAt != nil || got.FinishedAt != nil || got.LeaseUntil != nil || got.UniqueKey != "" ||
+		got.Progress != nil || got.Periodic != "" || !got.Slot.IsZero() {
 		t.Errorf("cleared fields read back set: %+v (Update returned %+v)", got, bare)
 	}
 }

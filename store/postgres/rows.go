@@ -37,11 +37,15 @@ func normalize(j *jobs.Job) {
 	for i := range j.Errors {
 		j.Errors[i].At = usec(j.Errors[i].At)
 	}
+	j.Slot = usec(j.Slot)
+	if j.Progress != nil {
+		j.Progress.At = usec(j.Progress.At)
+	}
 }
 
 // jobColumns are a record's columns, in the order scanJob reads them.
 const jobColumns = `id::text, kind, queue, state, priority, run_at, attempt, max_attempts, timeout_ns, payload, result,
-	errors, attempted_by, unique_key, created_at, updated_at, started_at, finished_at, lease_until`
+	errors, attempted_by, unique_key, created_at, updated_at, started_at, finished_at, lease_until, extras`
 
 // attemptError is an AttemptError in the errors column.
 type attemptError struct {
@@ -50,19 +54,63 @@ type attemptError struct {
 	Error   string    `json:"error"`
 }
 
+// jobExtras is the extras column: the fields most jobs leave empty.
+type jobExtras struct {
+	Progress *progressJSON `json:"progress,omitempty"`
+	Periodic string        `json:"periodic,omitempty"`
+	Slot     *time.Time    `json:"slot,omitempty"`
+}
+
+type progressJSON struct {
+	Percent int       `json:"percent"`
+	Message string    `json:"message,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// encodeExtras returns the extras column of j, NULL when it has none.
+func encodeExtras(j *jobs.Job) pgtype.Text {
+	if j.Progress == nil && j.Periodic == "" && j.Slot.IsZero() {
+		return pgtype.Text{}
+	}
+	e := jobExtras{Periodic: j.Periodic}
+	if !j.Slot.IsZero() {
+		e.Slot = &j.Slot
+	}
+	if p := j.Progress; p != nil {
+		e.Progress = &progressJSON{Percent: p.Percent, Message: p.Message, At: p.At}
+	}
+	b, _ := json.Marshal(e) // strings, ints and times: cannot fail
+	return text(string(b), true)
+}
+
+func decodeExtras(j *jobs.Job, b []byte) error {
+	var e jobExtras
+	if err := json.Unmarshal(b, &e); err != nil {
+		return fmt.Errorf("postgres: job %s: extras column: %w", j.ID, err)
+	}
+	j.Periodic = e.Periodic
+	if e.Slot != nil {
+		j.Slot = e.Slot.UTC()
+	}
+	if p := e.Progress; p != nil {
+		j.Progress = &jobs.Progress{Percent: p.Percent, Message: p.Message, At: p.At.UTC()}
+	}
+	return nil
+}
+
 // scanJob reads a row of jobColumns, and extra columns after them into extra.
 func scanJob(row pgx.Row, extra ...any) (*jobs.Job, error) {
 	var (
 		j                           jobs.Job
 		state                       string
 		timeout                     int64
-		errs, by                    []byte
+		errs, by, extras            []byte
 		uniq                        *string
 		runAt, created, updated     time.Time
 		started, finished, leaseEnd *time.Time
 	)
 	dst := append([]any{&j.ID, &j.Kind, &j.Queue, &state, &j.Priority, &runAt, &j.Attempt, &j.MaxAttempts, &timeout,
-		&j.Payload, &j.Result, &errs, &by, &uniq, &created, &updated, &started, &finished, &leaseEnd}, extra...)
+		&j.Payload, &j.Result, &errs, &by, &uniq, &created, &updated, &started, &finished, &leaseEnd, &extras}, extra...)
 	if err := row.Scan(dst...); err != nil {
 		return nil, err
 	}
@@ -103,6 +151,11 @@ func scanJob(row pgx.Row, extra ...any) (*jobs.Job, error) {
 			j.AttemptedBy = nil
 		}
 	}
+	if len(extras) > 0 {
+		if err := decodeExtras(&j, extras); err != nil {
+			return nil, err
+		}
+	}
 	return &j, nil
 }
 
@@ -127,7 +180,7 @@ type columnSet struct {
 	runAt, created, updated        []time.Time
 	timeout                        []int64
 	payload, result                [][]byte
-	errs, by, uniq, leasedBy       []pgtype.Text
+	errs, by, uniq, leasedBy, ext  []pgtype.Text
 	started, finished, leaseUntil  []pgtype.Timestamptz
 }
 
@@ -177,6 +230,7 @@ func (c *columnSet) add(j *jobs.Job, leasedBy string) {
 	c.started = append(c.started, tstz(j.StartedAt))
 	c.finished = append(c.finished, tstz(j.FinishedAt))
 	c.leaseUntil = append(c.leaseUntil, tstz(j.LeaseUntil))
+	c.ext = append(c.ext, encodeExtras(j))
 }
 
 func nilIfEmpty(b []byte) []byte {
@@ -186,22 +240,22 @@ func nilIfEmpty(b []byte) []byte {
 	return b
 }
 
-// unnestSQL turns the columnSet's arguments ($1..$20, in args' order) back into rows.
+// unnestSQL turns the columnSet's arguments ($1..$21, in args' order) back into rows.
 const unnestSQL = `SELECT u.id::uuid, u.kind, u.queue, u.state, u.priority, u.run_at, u.attempt, u.max_attempts, u.timeout_ns,
 	u.payload, u.result, u.errors::jsonb, u.attempted_by::jsonb, u.unique_key, u.created_at, u.updated_at,
-	u.started_at, u.finished_at, u.lease_until, u.leased_by
+	u.started_at, u.finished_at, u.lease_until, u.leased_by, u.extras::jsonb
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::timestamptz[], $7::int4[], $8::int4[],
 		$9::int8[], $10::bytea[], $11::bytea[], $12::text[], $13::text[], $14::text[], $15::timestamptz[],
-		$16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::text[])
+		$16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::text[], $21::text[])
 	AS u(id, kind, queue, state, priority, run_at, attempt, max_attempts, timeout_ns, payload, result, errors,
-		attempted_by, unique_key, created_at, updated_at, started_at, finished_at, lease_until, leased_by)`
+		attempted_by, unique_key, created_at, updated_at, started_at, finished_at, lease_until, leased_by, extras)`
 
 const writeColumns = `id, kind, queue, state, priority, run_at, attempt, max_attempts, timeout_ns, payload, result, errors,
-	attempted_by, unique_key, created_at, updated_at, started_at, finished_at, lease_until, leased_by`
+	attempted_by, unique_key, created_at, updated_at, started_at, finished_at, lease_until, leased_by, extras`
 
 func (c *columnSet) args() []any {
 	return []any{c.id, c.kind, c.queue, c.state, c.priority, c.runAt, c.attempt, c.maxAttempts, c.timeout,
-		c.payload, c.result, c.errs, c.by, c.uniq, c.created, c.updated, c.started, c.finished, c.leaseUntil, c.leasedBy}
+		c.payload, c.result, c.errs, c.by, c.uniq, c.created, c.updated, c.started, c.finished, c.leaseUntil, c.leasedBy, c.ext}
 }
 
 // insertSQL inserts the rows; a job whose unique key a live job holds is skipped (RETURNING
@@ -213,7 +267,7 @@ const updateSQL = `UPDATE tandem_jobs AS j SET kind = u.kind, queue = u.queue, s
 	run_at = u.run_at, attempt = u.attempt, max_attempts = u.max_attempts, timeout_ns = u.timeout_ns,
 	payload = u.payload, result = u.result, errors = u.errors, attempted_by = u.attempted_by,
 	unique_key = u.unique_key, created_at = u.created_at, updated_at = u.updated_at, started_at = u.started_at,
-	finished_at = u.finished_at, lease_until = u.lease_until, leased_by = u.leased_by
+	finished_at = u.finished_at, lease_until = u.lease_until, leased_by = u.leased_by, extras = u.extras
 	FROM (` + unnestSQL + `) AS u WHERE j.id = u.id`
 
 func isUUID(s string) bool {
