@@ -236,7 +236,7 @@ func (t *txn) load(ids []string) error {
 		return nil
 	}
 	// In id order, so that two replicas' commits lock shared rows in the same order.
-	rows, err := t.tx.Query(t.ctx, `SELECT `+jobColumns+`, leased_by FROM tandem_jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, want)
+	rows, err := t.tx.Query(t.ctx, `SELECT `+jobColumns+`, leased_by FROM tandem_jobs WHERE id = ANY($1::uuid[]) ORDER BY tandem_jobs.id FOR UPDATE`, want)
 	if err != nil {
 		return dbErr("load jobs", err)
 	}

@@ -126,7 +126,7 @@ func (s *Store) LeaseQueued(ctx context.Context, l jobs.Lease) (js []*jobs.Job, 
 var leaseSQL = `SELECT ` + jobColumns + ` FROM tandem_jobs
 	WHERE queue = $1 AND state = 'ready' AND NOT (id = ANY($3::uuid[]))
 		AND NOT EXISTS (SELECT 1 FROM tandem_queues WHERE name = $1 AND paused)
-	ORDER BY priority DESC, run_at, id
+	ORDER BY priority DESC, run_at, tandem_jobs.id
 	LIMIT %s
 	FOR UPDATE SKIP LOCKED`
 

@@ -68,7 +68,7 @@ func (s *Store) List(ctx context.Context, f jobs.Filter) ([]*jobs.Job, string, e
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	q += ` ORDER BY id DESC LIMIT ` + arg(f.Limit+1)
+	q += ` ORDER BY tandem_jobs.id DESC LIMIT ` + arg(f.Limit+1)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("postgres: list jobs: %w", err)
@@ -94,7 +94,7 @@ func (s *Store) Expired(ctx context.Context, now time.Time, limit int) ([]string
 	}
 	rows, err := s.pool.Query(ctx, `SELECT id::text FROM tandem_jobs
 		WHERE state IN ('prefetched', 'running') AND COALESCE(lease_until, run_at) < $1
-		ORDER BY COALESCE(lease_until, run_at), id LIMIT $2`, now, limit)
+		ORDER BY COALESCE(lease_until, run_at), tandem_jobs.id LIMIT $2`, now, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: expired leases: %w", err)
 	}
