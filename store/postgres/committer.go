@@ -357,6 +357,14 @@ func (t *txn) write(last bool) error {
 	}
 	var ins, upd columnSet
 	var del []string
+	nIns := 0
+	for _, id := range t.dirty {
+		if e := t.cache[id]; e.cur != nil && e.written == nil {
+			nIns++
+		}
+	}
+	ins.grow(nIns)
+	upd.grow(len(t.dirty) - nIns)
 	for _, id := range t.dirty {
 		e := t.cache[id]
 		switch {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -185,6 +186,28 @@ type columnSet struct {
 }
 
 func (c *columnSet) len() int { return len(c.id) }
+
+// grow makes room for n more records, so that a commit's columns are allocated once rather than
+// doubled row by row (a sixth of a J1 run's allocations were those doublings).
+func (c *columnSet) grow(n int) {
+	for _, s := range []*[]string{&c.id, &c.kind, &c.queue, &c.state} {
+		*s = slices.Grow(*s, n)
+	}
+	for _, s := range []*[]int32{&c.priority, &c.attempt, &c.maxAttempts} {
+		*s = slices.Grow(*s, n)
+	}
+	for _, s := range []*[]time.Time{&c.runAt, &c.created, &c.updated} {
+		*s = slices.Grow(*s, n)
+	}
+	c.timeout = slices.Grow(c.timeout, n)
+	c.payload, c.result = slices.Grow(c.payload, n), slices.Grow(c.result, n)
+	for _, s := range []*[]pgtype.Text{&c.errs, &c.by, &c.uniq, &c.leasedBy, &c.ext} {
+		*s = slices.Grow(*s, n)
+	}
+	for _, s := range []*[]pgtype.Timestamptz{&c.started, &c.finished, &c.leaseUntil} {
+		*s = slices.Grow(*s, n)
+	}
+}
 
 func text(s string, ok bool) pgtype.Text { return pgtype.Text{String: s, Valid: ok} }
 
