@@ -75,6 +75,12 @@ type BulkResult struct {
 	Cursor string
 }
 
+// BulkObserver is an Observer that also counts bulk actions: when Options.Observer implements it,
+// Bulk reports each batch it changed, for a metric by action. Like Observer's, it must be cheap.
+type BulkObserver interface {
+	Bulk(op BulkOp, changed int)
+}
+
 // Errors of one bulk update, which leave the job as it was.
 var (
 	// errBulkSkip marks a job whose state changed between its batch's read and its write.
@@ -173,6 +179,9 @@ func (r *Runtime) Bulk(ctx context.Context, a BulkAction) (BulkResult, error) {
 		}
 		if !a.DryRun && len(ids) > 0 {
 			n, err := r.bulkApply(ctx, a.Op, ids, states)
+			if bo, ok := r.opts.Observer.(BulkObserver); ok && n > 0 {
+				bo.Bulk(a.Op, n)
+			}
 			res.Changed += n
 			res.Skipped += len(ids) - n
 			if err != nil {
