@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -86,7 +85,7 @@ func (s *Server) bulkJobs(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("admin bulk action", "action", q.Action, "queue", f.Queue, "kind", f.Kind, "state", f.State,
 			"created_after", q.Filter.CreatedAfter, "created_before", q.Filter.CreatedBefore, "cursor", q.Cursor,
 			"matched", res.Matched, "changed", res.Changed, "skipped", res.Skipped, "next_cursor", res.Cursor,
-			"err", errString(err), "remote", r.RemoteAddr, "request_id", RequestID(r.Context()))
+			"err", errText(err), "remote", r.RemoteAddr, "request_id", RequestID(r.Context()))
 	}
 	if err != nil {
 		s.writeErr(w, r, err)
@@ -96,9 +95,10 @@ func (s *Server) bulkJobs(w http.ResponseWriter, r *http.Request) {
 		Changed: res.Changed, Skipped: res.Skipped, NextCursor: res.Cursor})
 }
 
-func errString(err error) string {
+// errText is err's message, "" for none.
+func errText(err error) string {
 	if err == nil {
 		return ""
 	}
-	return fmt.Sprint(err)
+	return err.Error()
 }
