@@ -150,7 +150,7 @@ func (r *Runtime) Bulk(ctx context.Context, a BulkAction) (BulkResult, error) {
 	}
 	f := a.Filter
 	if len(states) == 1 {
-		f.State = states[0] // one state: the store can select it (an index, in Postgres)
+		f.State = states[0] // one state: the store filters on it, so a page is a page of matches
 	}
 	f.Limit = cmp.Or(a.BatchSize, DefaultBulkBatch)
 	var deadline time.Time
