@@ -126,25 +126,34 @@ func checkVerb(verb string, verbs []string) (string, error) {
 
 // Each client command's verbs, the first being the default; the help and the errors list them.
 var (
-	jobsVerbs   = []string{"list", "show", "cancel", "retry", "delete"}
+	jobsVerbs   = []string{"list", "show", "cancel", "retry", "delete", "bulk"}
 	queuesVerbs = []string{"list", "pause", "resume"}
 	poolsVerbs  = []string{"show", "resize", "unpin"}
 )
 
 func runJobs(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("jobs", "list [--queue Q] [--state S] [--kind K] [--limit N] [--cursor C] | show ID | cancel ID | retry ID | delete ID", stderr)
+	fs := newFlagSet("jobs", "list [--queue Q] [--state S] [--kind K] [--limit N] [--cursor C] | show ID | cancel ID | retry ID | delete ID"+
+		" | bulk retry|cancel|delete|purge [--queue Q] [--state S] [--kind K] [--created-after T] [--created-before T] [--dry-run] [--yes]", stderr)
 	c := addClientFlags(fs, env)
 	queue := fs.String("queue", "", "list: only this queue")
 	state := fs.String("state", "", "list: only this state")
 	kind := fs.String("kind", "", "list: only this kind")
 	limit := fs.Int("limit", 50, "list: page size")
 	cursor := fs.String("cursor", "", "list: the next page's cursor from a previous list")
+	bf := addBulkFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	verb, err := checkVerb(fs.Arg(0), jobsVerbs)
 	if err != nil {
 		return err
+	}
+	if verb == "bulk" {
+		if err := c.resolve(); err != nil {
+			return err
+		}
+		filter := map[string]string{"queue": *queue, "state": *state, "kind": *kind}
+		return runJobsBulk(ctx, c, fs.Args()[1:], filter, bf, stdout, stderr)
 	}
 	switch {
 	case verb == "list" && fs.NArg() > 1:
@@ -157,7 +166,15 @@ func runJobs(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	}
 	if verb == "list" {
 		q := url.Values{}
-		for k, v := range map[string]string{"queue": *queue, "state": *state, "kind": *kind, "cursor": *cursor} {
+		after, err := createdTime("created-after", bf.createdAfter, time.Now())
+		if err != nil {
+			return err
+		}
+		before, err := createdTime("created-before", bf.createdBefore, time.Now())
+		if err != nil {
+			return err
+		}
+		for k, v := range map[string]string{"queue": *queue, "state": *state, "kind": *kind, "cursor": *cursor, "created_after": after, "created_before": before} {
 			if v != "" {
 				q.Set(k, v)
 			}

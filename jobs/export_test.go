@@ -17,3 +17,7 @@ func (r *Runtime) Inflight() int {
 
 // SetPool replaces the pool the handlers run on.
 func (r *Runtime) SetPool(p *pool.Pool) { r.pool = p }
+
+// SetBulkHook has fn called with the ids of each batch of a bulk action, between the batch's
+// read and its write (nil: none). Set it before any Bulk runs.
+func (r *Runtime) SetBulkHook(fn func(ids []string)) { r.bulkHook = fn }

@@ -348,6 +348,8 @@ type Runtime struct {
 	loops    sync.WaitGroup // dispatcher, promoter, sweeper
 	jobsWG   sync.WaitGroup // job submissions, runs and acknowledgements
 	loopStop context.CancelFunc
+
+	bulkHook func(ids []string) // a test's hook, called between a bulk batch's read and its write
 }
 
 // liveJob is a leased job in this process.

@@ -63,7 +63,7 @@ func (r *Runtime) Retry(ctx context.Context, id string) (*Job, error) {
 		if j.State != StateDead && j.State != StateCanceled {
 			return fmt.Errorf("%w: only dead or canceled jobs can be retried; job %s is %s", ErrInvalidState, id, j.State)
 		}
-		j.State, j.Attempt, j.FinishedAt, j.RunAt, j.Result = StateReady, 0, nil, r.opts.Now().UTC(), nil
+		requeue(j, r.opts.Now().UTC())
 		return nil
 	})
 	if err == nil {

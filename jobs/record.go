@@ -3,6 +3,7 @@ package jobs
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -46,6 +47,16 @@ func (s State) Valid() bool {
 		}
 	}
 	return false
+}
+
+// CheckDeletable returns an error when states names a leased state, which DeleteMany refuses.
+func CheckDeletable(states []State) error {
+	for _, st := range states {
+		if !st.Valid() || st.Leased() {
+			return fmt.Errorf("delete many: state %q cannot be deleted (a process holds leased jobs)", st)
+		}
+	}
+	return nil
 }
 
 // AttemptError is the error of one attempt.
@@ -126,6 +137,21 @@ type Filter struct {
 	State       State
 	Limit       int    // default 50, at most 1000
 	Cursor      string // from a previous List; "" for the first page
+	// CreatedAfter and CreatedBefore bound CreatedAt to the half-open range [CreatedAfter,
+	// CreatedBefore), so that two adjacent ranges never both hold a job. Zero: no bound.
+	CreatedAfter, CreatedBefore time.Time
+}
+
+// MatchesCreated reports whether t is within the filter's created range.
+func (f Filter) MatchesCreated(t time.Time) bool {
+	return (f.CreatedAfter.IsZero() || !t.Before(f.CreatedAfter)) && (f.CreatedBefore.IsZero() || t.Before(f.CreatedBefore))
+}
+
+// Matches reports whether j matches every field of the filter but Limit and Cursor: what List
+// selects, for a backend that filters records itself.
+func (f Filter) Matches(j *Job) bool {
+	return (f.Queue == "" || j.Queue == f.Queue) && (f.Kind == "" || j.Kind == f.Kind) &&
+		(f.State == "" || j.State == f.State) && f.MatchesCreated(j.CreatedAt)
 }
 
 // QueueStats describes one queue.

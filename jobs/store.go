@@ -83,6 +83,11 @@ type Store interface {
 	// there is no such job.
 	Delete(ctx context.Context, id string) error
 
+	// DeleteMany removes, in one commit, those of ids whose state is one of states, and returns
+	// how many it removed; an id that is missing or in another state is left alone, not an error.
+	// states must not name a leased state (prefetched, running): a process holds those jobs.
+	DeleteMany(ctx context.Context, ids []string, states []State) (int, error)
+
 	// Sweep deletes the jobs that finished before `before`, at most batch per commit (a default
 	// when batch <= 0), until none is left or ctx ends, and returns how many.
 	Sweep(ctx context.Context, before time.Time, batch int) (int, error)

@@ -59,6 +59,7 @@ type Metrics struct {
 	commitDur  prometheus.Histogram
 	commitReqs prometheus.Histogram
 	resizes    *prometheus.CounterVec
+	bulk       *prometheus.CounterVec
 
 	// Children of the request path's vectors, cached so a request costs map lookups, not label
 	// hashing and allocation.
@@ -100,8 +101,9 @@ func New(opts Options) *Metrics {
 	m.commitDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_commit_seconds", Help: "Duration of one group commit, fsync included.", Buckets: latency})
 	m.commitReqs = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_commit_requests", Help: "Requests (enqueues, leases, acknowledgements) sharing one commit.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}})
 	m.resizes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_pool_resizes_total", Help: "Pool size changes, by who made them (admin, reload, autoscale)."}, []string{"pool", "by", "direction"})
+	m.bulk = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_jobs_bulk_changed_total", Help: "Jobs changed by bulk actions (admin API, CLI, dashboard), by action."}, []string{"action"})
 	m.reg.MustRegister(m.httpReqs, m.httpDur, m.shed, m.enqueued, m.started, m.finished, m.runTime, m.queueWait,
-		m.commitDur, m.commitReqs, m.resizes, &scrapeCollector{m},
+		m.commitDur, m.commitReqs, m.resizes, m.bulk, &scrapeCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -225,6 +227,11 @@ func (o observer) Finished(j *jobs.Job, run time.Duration) {
 	}
 	o.m.finished.WithLabelValues(j.Queue, j.Kind, state).Inc()
 	o.m.runTime.WithLabelValues(j.Kind).Observe(run.Seconds())
+}
+
+// Bulk counts the jobs a bulk action changed (jobs.BulkObserver).
+func (o observer) Bulk(op jobs.BulkOp, changed int) {
+	o.m.bulk.WithLabelValues(string(op)).Add(float64(changed))
 }
 
 // scrapeCollector reads pools and queues at scrape time.

@@ -37,6 +37,7 @@ func (s *Server) adminRouter() chi.Router {
 			a.Get("/admin/nodes", s.listNodes)
 			a.Post("/admin/queues/{name}/pause", s.pauseQueue(true))
 			a.Post("/admin/queues/{name}/resume", s.pauseQueue(false))
+			a.Post("/admin/jobs/bulk", s.bulkJobs)
 		}
 	})
 	if s.opts.Jobs != nil {

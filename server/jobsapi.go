@@ -18,7 +18,7 @@ import (
 
 // jobRoutes is the job API; the admin listener mounts the same routes for the dashboard.
 func (s *Server) jobRoutes(r chi.Router) {
-	r.With(queryParams("queue", "state", "kind", "limit", "cursor")).Get("/jobs", s.listJobs)
+	r.With(queryParams("queue", "state", "kind", "limit", "cursor", "created_after", "created_before")).Get("/jobs", s.listJobs)
 	r.Group(func(r chi.Router) {
 		r.Use(queryParams())
 		r.Post("/jobs", s.enqueue)
@@ -193,6 +193,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	if f.State != "" && !f.State.Valid() {
 		fields["state"] = fmt.Sprintf("must be one of %v", jobs.States)
 	}
+	parseCreated(q.Get("created_after"), q.Get("created_before"), "", &f, fields)
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {

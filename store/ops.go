@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -363,6 +364,42 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		}
 		return t.remove(j)
 	})
+}
+
+// DeleteMany removes, in one transaction, those of ids whose state is one of states, and
+// returns how many; ids missing or in another state are left alone. A leased state is refused.
+func (s *Store) DeleteMany(ctx context.Context, ids []string, states []jobs.State) (int, error) {
+	if err := jobs.CheckDeletable(states); err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	var n int
+	err := s.exec(ctx, func(t *txn) error {
+		n = 0
+		for _, id := range ids {
+			key, err := idKey(id)
+			if err != nil {
+				continue
+			}
+			j, err := t.get(key)
+			if errors.Is(err, jobs.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if !slices.Contains(states, j.State) {
+				continue
+			}
+			if err := t.remove(j); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Sweep deletes finished jobs that finished before `before`, at most batch (default 500) per

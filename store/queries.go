@@ -81,7 +81,7 @@ func (s *Store) List(ctx context.Context, f jobs.Filter) ([]*jobs.Job, string, e
 			if err != nil {
 				return fmt.Errorf("job %s: %w", idString(k), err)
 			}
-			if (f.Queue == "" || j.Queue == f.Queue) && (f.Kind == "" || j.Kind == f.Kind) && (f.State == "" || j.State == f.State) {
+			if f.Matches(j) {
 				out = append(out, j)
 			}
 		}

@@ -279,6 +279,35 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	})
 }
 
+// DeleteMany removes, in one commit, those of ids whose state is one of states, and returns how
+// many; ids missing or in another state are left alone. A leased state is refused.
+func (s *Store) DeleteMany(ctx context.Context, ids []string, states []jobs.State) (int, error) {
+	if err := jobs.CheckDeletable(states); err != nil {
+		return 0, fmt.Errorf("postgres: %w", err)
+	}
+	var n int
+	err := s.exec(ctx, ids, func(t *txn) error {
+		n = 0
+		for _, id := range ids {
+			j, err := t.get(id)
+			if errors.Is(err, jobs.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if slices.Contains(states, j.State) {
+				t.remove(j.ID)
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // Sweep deletes the jobs that finished before `before`, batch (default 500) per commit.
 func (s *Store) Sweep(ctx context.Context, before time.Time, batch int) (int, error) {
 	if batch <= 0 {

@@ -64,6 +64,12 @@ func (s *Store) List(ctx context.Context, f jobs.Filter) ([]*jobs.Job, string, e
 	if f.State != "" {
 		where = append(where, "state = "+arg(string(f.State)))
 	}
+	if !f.CreatedAfter.IsZero() {
+		where = append(where, "created_at >= "+arg(f.CreatedAfter))
+	}
+	if !f.CreatedBefore.IsZero() {
+		where = append(where, "created_at < "+arg(f.CreatedBefore))
+	}
 	q := `SELECT ` + jobColumns + ` FROM tandem_jobs`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")

@@ -232,7 +232,8 @@ async function refreshOverview() {
 function filterQuery() {
   const f = new FormData($('#filters'));
   const q = new URLSearchParams();
-  for (const [k, v] of f) if (v) q.set(k, v);
+  // A datetime-local value is the browser's local time, which the API takes as RFC 3339.
+  for (const [k, v] of f) if (v) q.set(k, k.startsWith('created_') ? new Date(v).toISOString() : v);
   return q;
 }
 
@@ -331,6 +332,9 @@ $('#job-cancel').addEventListener('click', () => jobAction('POST', '/cancel'));
 $('#job-retry').addEventListener('click', () => jobAction('POST', '/retry'));
 $('#job-delete').addEventListener('click', () => jobAction('DELETE', ''));
 window.addEventListener('hashchange', () => { cursors = ['']; refresh(); });
+
+// For the panels in their own files (bulk.js).
+export { call, banner, handleError, filterQuery, refresh };
 
 refresh();
 timer = setInterval(() => { if ($('#login').hidden) refresh(); }, POLL_MS);
