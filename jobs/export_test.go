@@ -17,3 +17,6 @@ func (r *Runtime) Inflight() int {
 
 // SetPool replaces the pool the handlers run on.
 func (r *Runtime) SetPool(p *pool.Pool) { r.pool = p }
+
+// WakePeriodic wakes the periodic scheduler, so that a test that moved its clock sees the slots due.
+func (r *Runtime) WakePeriodic() { r.signal(r.periodicWake) }
