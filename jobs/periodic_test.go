@@ -25,7 +25,7 @@ func newPeriodicCounts() *periodicCounts {
 	return &periodicCounts{fired: map[string]int{}, skipped: map[string]int{}}
 }
 
-func (c *periodicCounts) Enqueued(string, string, int)       {}
+func (c *periodicCounts) Enqueued(string, string, int)      {}
 func (c *periodicCounts) Started(*jobs.Job, time.Duration)  {}
 func (c *periodicCounts) Finished(*jobs.Job, time.Duration) {}
 func (c *periodicCounts) PeriodicFired(name string)         { c.mu.Lock(); c.fired[name]++; c.mu.Unlock() }

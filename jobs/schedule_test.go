@@ -41,7 +41,7 @@ func TestScheduleSlots(t *testing.T) {
 		{"@every 30s", nil, "2026-03-04T10:07:45.5Z", "2026-03-04T10:08:00Z", "2026-03-04T10:07:30Z"},
 		{"@every 1s", nil, "2026-03-04T10:07:45Z", "2026-03-04T10:07:46Z", "2026-03-04T10:07:45Z"},
 		// 7 s does not divide a minute: the slots are still the multiples of 7 s since 1970.
-		{"@every 7s", nil, "2026-03-04T10:07:45Z", "2026-03-04T10:07:49Z", "2026-03-04T10:07:42Z"}, // unix 1772618865 = 7k+3
+		{"@every 7s", nil, "2026-03-04T10:07:45Z", "2026-03-04T10:07:49Z", "2026-03-04T10:07:42Z"},    // unix 1772618865 = 7k+3
 		{"@every 24h", paris, "2026-03-04T10:07:45Z", "2026-03-05T00:00:00Z", "2026-03-04T00:00:00Z"}, // UTC days
 	}
 	for _, c := range cases {
