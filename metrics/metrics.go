@@ -59,6 +59,8 @@ type Metrics struct {
 	commitDur  prometheus.Histogram
 	commitReqs prometheus.Histogram
 	resizes    *prometheus.CounterVec
+	fired      *prometheus.CounterVec // slots of the periodic schedules fired
+	skipped    *prometheus.CounterVec // and skipped
 
 	// Children of the request path's vectors, cached so a request costs map lookups, not label
 	// hashing and allocation.
@@ -100,8 +102,10 @@ func New(opts Options) *Metrics {
 	m.commitDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_commit_seconds", Help: "Duration of one group commit, fsync included.", Buckets: latency})
 	m.commitReqs = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_commit_requests", Help: "Requests (enqueues, leases, acknowledgements) sharing one commit.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}})
 	m.resizes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_pool_resizes_total", Help: "Pool size changes, by who made them (admin, reload, autoscale)."}, []string{"pool", "by", "direction"})
+	m.fired = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_periodic_fired_total", Help: "Slots of a periodic schedule whose job this process made."}, []string{"name"})
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_periodic_skipped_total", Help: "Slots of a periodic schedule missed while no process ran (or while this one stalled) and not caught up."}, []string{"name"})
 	m.reg.MustRegister(m.httpReqs, m.httpDur, m.shed, m.enqueued, m.started, m.finished, m.runTime, m.queueWait,
-		m.commitDur, m.commitReqs, m.resizes, &scrapeCollector{m},
+		m.commitDur, m.commitReqs, m.resizes, m.fired, m.skipped, &scrapeCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -226,6 +230,16 @@ func (o observer) Finished(j *jobs.Job, run time.Duration) {
 	o.m.finished.WithLabelValues(j.Queue, j.Kind, state).Inc()
 	o.m.runTime.WithLabelValues(j.Kind).Observe(run.Seconds())
 }
+
+// PeriodicFired counts a slot this process fired (jobs.PeriodicObserver).
+func (o observer) PeriodicFired(name string) { o.m.fired.WithLabelValues(name).Inc() }
+
+// PeriodicSkipped counts missed slots that were not caught up (jobs.PeriodicObserver).
+func (o observer) PeriodicSkipped(name string, n int) {
+	o.m.skipped.WithLabelValues(name).Add(float64(n))
+}
+
+var _ jobs.PeriodicObserver = observer{}
 
 // scrapeCollector reads pools and queues at scrape time.
 type scrapeCollector struct{ m *Metrics }
