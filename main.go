@@ -58,6 +58,7 @@ func commands() []command {
 		{"pools", verbs(poolsVerbs) + " the pools of a running tandem", runPools},
 		{"nodes", "list the replicas sharing a running tandem's job store (postgres)", runNodes},
 		{"migrate", verbs(migrateVerbs) + " the Postgres schema of store.url (serve also migrates at start)", runMigrate},
+		{"periodic", verbs(periodicVerbs) + " the periodic schedules of a running tandem", runPeriodic},
 	}
 }
 
