@@ -16,7 +16,11 @@ import (
 // schedule's row is locked (FOR UPDATE, or the INSERT's conflict wait when it is new) until the
 // commit, so replicas that fire the same slot at once queue on it, and the later ones find the
 // mark moved and write nothing. It rides the insert committer, batched with the enqueues. j must
-// have no unique key.
+// have no unique key. A process's scheduler fires one slot at a time, so a batch holds at most one
+// schedule's row; a batch that also waits on another replica's (a unique key that replica's
+// uncommitted insert holds, while that replica's batch waits on this row) is a deadlock Postgres
+// breaks after deadlock_timeout by failing one batch, whose requests then fail as any failed
+// commit's do (the scheduler retries its slot).
 func (s *Store) FirePeriodic(ctx context.Context, name string, slot time.Time, j *jobs.Job) (created bool, prev time.Time, err error) {
 	if name == "" {
 		return false, time.Time{}, errors.New("postgres: fire periodic: empty name")
