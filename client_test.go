@@ -76,6 +76,7 @@ func TestClientVerbs(t *testing.T) {
 		{"jobs", []string{"list", "show", "cancel", "retry", "delete"}},
 		{"queues", []string{"list", "pause", "resume"}},
 		{"pools", []string{"show", "resize", "unpin"}},
+		{"periodic", []string{"list"}},
 	} {
 		line := regexp.MustCompile(`(?m)^  ` + tc.cmd + ` .*$`).FindString(help.stdout)
 		for _, v := range tc.verbs {
@@ -91,7 +92,7 @@ func TestClientVerbs(t *testing.T) {
 		}
 	}
 	r := runCmd(t, nil, "--json", "frobnicate")
-	if r.code != exitConfig || !strings.Contains(r.stderr, `unknown command "frobnicate"; the commands are serve, config, check-config, version, healthcheck, enqueue, jobs, queues, pools, nodes, migrate`) {
+	if r.code != exitConfig || !strings.Contains(r.stderr, `unknown command "frobnicate"; the commands are serve, config, check-config, version, healthcheck, enqueue, jobs, queues, pools, nodes, migrate, periodic`) {
 		t.Errorf("tandem --json frobnicate: %+v", r)
 	}
 }

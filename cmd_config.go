@@ -152,6 +152,10 @@ func printable(key string, v any) any {
 		if x == nil {
 			return []string{}
 		}
+	case []PeriodicConfig:
+		if x == nil {
+			return []PeriodicConfig{}
+		}
 	case map[string]QueueConfig:
 		names := make([]string, 0, len(x))
 		for n := range x {

@@ -95,6 +95,9 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	if err := kinds.Register(runtime, kinds.Options{ExecAllow: cfg.Jobs.ExecAllow}); err != nil {
 		return err
 	}
+	if err := registerPeriodic(runtime, cfg.Jobs.Periodic); err != nil {
+		return err
+	}
 	if err := runtime.Start(ctx); err != nil {
 		if errors.Is(err, store.ErrCorrupt) {
 			return damaged(cfg.Store.Path, err)

@@ -23,6 +23,10 @@ import (
 //go:embed config.yaml
 var defaultConfigYAML []byte
 
+// fileOnly are the keys that only a file sets: maps and lists of maps, which have no flag or
+// environment variable.
+var fileOnly = map[string]bool{"jobs.queues": true, "jobs.periodic": true}
+
 // envPrefix starts every configuration environment variable.
 const envPrefix = "TANDEM_"
 
@@ -96,6 +100,10 @@ func loadConfig(o LoadOptions) (*Loaded, error) {
 				return &ConfigError{Key: key, Allowed: "unknown key (see config.yaml for every option)", Source: src(key)}
 			}
 			parsed, err := opt.parse(v)
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				return &ConfigError{Key: key + fe.Sub, Value: fe.Value, Allowed: fe.Msg, Source: src(key)}
+			}
 			if err != nil {
 				return &ConfigError{Key: key, Value: shownValue(key, v), Allowed: err.Error(), Source: src(key)}
 			}
@@ -184,7 +192,7 @@ func flattenLayer(k *koanf.Koanf) map[string]any {
 		out[key] = v
 	}
 	// An empty map or list in YAML ("queues: {}") has no leaves; keep the parent.
-	for _, key := range []string{"jobs.queues", "jobs.exec.allow"} {
+	for _, key := range []string{"jobs.queues", "jobs.exec.allow", "jobs.periodic"} {
 		if _, ok := out[key]; !ok && k.Exists(key) {
 			out[key] = k.Get(key)
 		}
@@ -197,8 +205,8 @@ func flattenLayer(k *koanf.Koanf) map[string]any {
 func loadEnv(environ []string) (map[string]any, map[string]string, error) {
 	byEnv := map[string]string{}
 	for _, o := range options {
-		if o.key == "jobs.queues" {
-			continue // a map: set it in the file
+		if fileOnly[o.key] {
+			continue // a map or a list of maps: set it in the file
 		}
 		byEnv[envName(o.key)] = o.key
 	}
@@ -257,7 +265,7 @@ func envName(key string) string {
 func registerConfigFlags(fs *pflag.FlagSet) {
 	fs.String("config", "", "configuration file (default ./config.yaml when present)")
 	for _, o := range options {
-		if o.key == "jobs.queues" {
+		if fileOnly[o.key] {
 			continue
 		}
 		fs.String(o.key, "", o.help)

@@ -99,6 +99,7 @@ type JobsConfig struct {
 	Queues          map[string]QueueConfig
 	Autoscale       Bounds
 	ExecAllow       []string
+	Periodic        []PeriodicConfig
 }
 
 // QueueConfig is one entry of jobs.queues.
@@ -177,6 +178,7 @@ var options = []option{
 	{"jobs.autoscale.max", "job pool autoscale upper bound", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Jobs.Autoscale.Max = v.(int) }},
 	{"jobs.autoscale.quiet", "quiet time before job pool autoscale shrinks", durRange(time.Second, 24*time.Hour), func(c *Config, v any) { c.Jobs.Autoscale.Quiet = v.(time.Duration) }},
 	{"jobs.exec.allow", "programs the exec kind may run (comma-separated in env and flags)", pathList, func(c *Config, v any) { c.Jobs.ExecAllow = v.([]string) }},
+	{"jobs.periodic", "periodic jobs (file only)", periodicValue, func(c *Config, v any) { c.Jobs.Periodic = v.([]PeriodicConfig) }},
 	{"node.name", "this replica's name in attempted_by and /admin/nodes (empty = hostname:pid)", nodeNameValue, func(c *Config, v any) { c.Node.Name = v.(string) }},
 }
 

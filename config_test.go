@@ -176,6 +176,13 @@ func TestInvalidConfig(t *testing.T) {
 		{"rescue_after 0", "", []string{"TANDEM_JOBS_RESCUE_AFTER=0s"}, nil, []string{"jobs.rescue_after", "from 100ms to 24h"}},
 		{"node name with a space", "", []string{"TANDEM_NODE_NAME=web 1"}, nil, []string{"node.name", "without spaces"}},
 		{"malformed yaml", "server: [\n", nil, nil, []string{"config file $FILE"}},
+		{"bad cron expression", "jobs:\n  periodic:\n    - {name: a, kind: noop, schedule: '@every 1s'}\n    - {name: b, kind: noop, schedule: '61 * * * *'}\n", nil, nil,
+			[]string{"jobs.periodic[1].schedule (from file $FILE)", `"61 * * * *"`, "bad schedule", "above maximum"}},
+		{"periodic without schedule", "jobs:\n  periodic:\n    - {name: a, kind: noop}\n", nil, nil, []string{"jobs.periodic[0].schedule", "required"}},
+		{"periodic bad timezone", "jobs:\n  periodic:\n    - {name: a, kind: noop, schedule: '@daily', timezone: Mars/Olympus}\n", nil, nil, []string{"jobs.periodic[0].timezone", `"Mars/Olympus"`}},
+		{"periodic bad catch_up", "jobs:\n  periodic:\n    - {name: a, kind: noop, schedule: '@daily', catch_up: all}\n", nil, nil, []string{"jobs.periodic[0].catch_up", "one", "none"}},
+		{"periodic unknown key", "jobs:\n  periodic:\n    - {name: a, kind: noop, schedule: '@daily', every: 1s}\n", nil, nil, []string{"jobs.periodic[0].every", "unknown key"}},
+		{"periodic duplicate name", "jobs:\n  periodic:\n    - {name: a, kind: noop, schedule: '@daily'}\n    - {name: a, kind: noop, schedule: '@hourly'}\n", nil, nil, []string{"jobs.periodic[1].name", "jobs.periodic[0]"}},
 	}
 	for _, tc := range cases {
 		for _, cmd := range []string{"check-config", "serve"} {
@@ -257,6 +264,53 @@ func TestRedactURL(t *testing.T) {
 	} {
 		if got := redactURL(in); got != want || strings.Contains(got, "secret") {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestPeriodicConfig: jobs.periodic entries load with their fields (payload as JSON, the zone
+// loaded), print back as a file that loads the same schedules, and serve refuses an entry whose
+// kind or queue it does not have (known only once the kinds are registered), naming the key.
+func TestPeriodicConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config.yaml")
+	writeFile(t, file, "jobs:\n  periodic:\n    - name: report\n      kind: http\n      schedule: '30 2 * * *'\n      timezone: Europe/Paris\n"+
+		"      payload: {url: 'http://x', n: [1, 2]}\n      priority: 7\n      catch_up: none\n    - {name: tick, kind: noop, schedule: '@every 30s'}\n")
+	l, err := loadConfig(LoadOptions{ConfigPath: file, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := l.Config.Jobs.Periodic
+	if len(ps) != 2 || ps[0].Name != "report" || ps[0].Kind != "http" || ps[0].Schedule != "30 2 * * *" || ps[0].Priority != 7 ||
+		ps[0].CatchUp != "none" || ps[0].Location.String() != "Europe/Paris" || string(ps[0].PayloadJSON) != `{"n":[1,2],"url":"http://x"}` ||
+		ps[1].Name != "tick" || ps[1].Location != time.UTC || ps[1].PayloadJSON != nil {
+		t.Fatalf("jobs.periodic = %+v", ps)
+	}
+	out, err := renderConfig(l, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := filepath.Join(dir, "rendered.yaml")
+	writeFile(t, again, string(out))
+	l2, err := loadConfig(LoadOptions{ConfigPath: again, Environ: []string{}})
+	if err != nil {
+		t.Fatalf("rendered config does not load: %v\n%s", err, out)
+	}
+	if p2 := l2.Config.Jobs.Periodic; len(p2) != 2 || p2[0].Schedule != ps[0].Schedule || string(p2[0].PayloadJSON) != string(ps[0].PayloadJSON) ||
+		p2[0].Location.String() != "Europe/Paris" || p2[1].Schedule != "@every 30s" {
+		t.Fatalf("rendered jobs.periodic loads back as %+v", p2)
+	}
+	for _, c := range []struct{ entry, want string }{
+		{"{name: a, kind: nope, schedule: '@daily'}", `jobs.periodic[0].kind: invalid value "nope": no such kind`},
+		{"{name: a, kind: noop, schedule: '@daily', queue: mail}", `jobs.periodic[0].queue: unknown queue "mail"`},
+	} {
+		file := filepath.Join(t.TempDir(), "config.yaml")
+		writeFile(t, file, "jobs:\n  periodic:\n    - "+c.entry+"\n")
+		r := runCmd(t, []string{"TANDEM_SERVER_ADDR=127.0.0.1:0", "TANDEM_ADMIN_ADDR=127.0.0.1:0", "TANDEM_STORE_PATH=" + filepath.Join(dir, "db")},
+			"serve", "--config", file)
+		if r.code != exitConfig || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("serve with %s: exit %d, stderr %s; want %d and %q", c.entry, r.code, r.stderr, exitConfig, c.want)
 		}
 	}
 }

@@ -163,7 +163,7 @@ func TestClientJSON(t *testing.T) {
 				{"version"}, {"healthcheck"}, {"enqueue", "noop"}, {"jobs", "list"}, {"jobs", "show", j.ID}, {"jobs", "cancel", j.ID},
 				{"jobs", "retry", j.ID}, {"jobs", "cancel", j.ID}, {"jobs", "delete", j.ID}, {"queues", "list"},
 				{"queues", "pause", "default"}, {"queues", "resume", "default"}, {"pools", "show"}, {"pools", "resize", "jobs", "3"},
-				{"pools", "unpin", "jobs"}, {"nodes"},
+				{"pools", "unpin", "jobs"}, {"nodes"}, {"periodic", "list"},
 			} {
 				if asJSON {
 					args = append(args, "--json")

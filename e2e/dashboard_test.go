@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,11 +28,19 @@ type tandemUnderTest struct {
 	http, admin string
 }
 
-// startDashboard starts tandem with adminToken as its admin.token ("": none).
-func startDashboard(t *testing.T, adminToken string) *tandemUnderTest {
+// startDashboard starts tandem with adminToken as its admin.token ("": none) and, when given, a
+// config file of that content.
+func startDashboard(t *testing.T, adminToken string, configYAML ...string) *tandemUnderTest {
 	t.Helper()
-	p := tandemtest.Start(t, tandemBin, "TANDEM_ADMIN_TOKEN="+adminToken,
+	var hook func(*exec.Cmd)
+	if len(configYAML) > 0 {
+		path := filepath.Join(t.TempDir(), "config.yaml")
+		writeFile(t, path, strings.Join(configYAML, ""))
+		hook = func(c *exec.Cmd) { c.Args = append(c.Args, "--config", path) }
+	}
+	p := tandemtest.StartNoWait(t, tandemBin, hook, "TANDEM_ADMIN_TOKEN="+adminToken,
 		"TANDEM_STORE_PATH="+filepath.Join(t.TempDir(), "db"), "TANDEM_JOBS_CONCURRENCY=2")
+	p.WaitStarted()
 	return &tandemUnderTest{Process: p, http: p.HTTPURL, admin: p.AdminURL}
 }
 
@@ -139,7 +148,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 		t.Skip("starts Chromium")
 	}
 	ctx := browser(t)
-	tu := startDashboard(t, dashToken)
+	tu := startDashboard(t, dashToken, periodicConfig)
 
 	// A dead job: an http job whose target answers 400 fails for good at once.
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 400) }))
@@ -186,6 +195,21 @@ func TestDashboardEndToEnd(t *testing.T) {
 		` && `+row+`.querySelector('.node-http').textContent.endsWith('/5') && `+row+`.querySelector('.node-jobs').textContent.endsWith('/2')`+
 		` && `+row+`.querySelector('.node-heartbeat').textContent.endsWith('ago') && document.querySelector('#nodes-mode').textContent.includes('bbolt')`+
 		` && document.querySelectorAll('#nodes tbody tr').length === 1`)
+
+	// The Periodic panel lists the tick schedule (@every 1s) with its next run and, once a slot
+	// fired, a link to that slot's job, which opens it.
+	tick := `document.querySelector('#periodic tr[data-periodic="tick"]')`
+	waitJS(t, ctx, "the tick schedule in the Periodic panel", `!document.querySelector('#periodic-card').hidden && `+tick+
+		`?.querySelector('.periodic-schedule').textContent === '@every 1s' && `+tick+`.querySelector('.periodic-catch-up').textContent === 'one'`+
+		` && `+tick+`.querySelector('.periodic-next').textContent !== '—' && !!`+tick+`.querySelector('.periodic-state a[href^="#/job/"]')`)
+	href, err := chromedp.Run(ctx, chromedp.Evaluate[string](tick+`.querySelector('.periodic-state a').getAttribute('href')`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#periodic tr[data-periodic="tick"] .periodic-state a`)))
+	waitJS(t, ctx, "the periodic job's page", fmt.Sprintf(`document.querySelector('#job-id')?.textContent === %q && document.querySelector('#job-periodic')?.textContent === 'tick' && !!document.querySelector('#job-slot')`, strings.TrimPrefix(href, "#/job/")))
+	do(t, ctx, chromedp.Navigate(ui+"#/"))
+	waitJS(t, ctx, "the overview again", `!document.querySelector('#overview').hidden && !!`+tick)
 
 	// An invalid size shows the API's validation error.
 	typeSize := func(v string) []chromedp.Action[chromedp.Void] {

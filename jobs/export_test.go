@@ -21,3 +21,6 @@ func (r *Runtime) SetPool(p *pool.Pool) { r.pool = p }
 // SetBulkHook has fn called with the ids of each batch of a bulk action, between the batch's
 // read and its write (nil: none). Set it before any Bulk runs.
 func (r *Runtime) SetBulkHook(fn func(ids []string)) { r.bulkHook = fn }
+
+// WakePeriodic wakes the periodic scheduler, so that a test that moved its clock sees the slots due.
+func (r *Runtime) WakePeriodic() { r.signal(r.periodicWake) }

@@ -339,6 +339,10 @@ type Runtime struct {
 	wake    chan struct{} // dispatcher
 	promote chan struct{} // promoter: a delayed job arrived
 
+	// Periodic schedules (periodic.go): registered before Start, then read by the scheduler alone.
+	periodic     []*periodicEntry
+	periodicWake chan struct{}
+
 	started  bool
 	stopping bool
 	runCtx   context.Context // parent of every job's context; canceled with errShutdown
@@ -371,7 +375,7 @@ func New(opts Options) (*Runtime, error) {
 		opts: opts, store: opts.Store, pool: opts.Pool, log: opts.Logger, shared: shared,
 		kinds: map[string]Kind{}, running: map[string]*liveJob{}, acked: map[string]int{}, perQueue: map[string]int{}, swrr: map[string]int{},
 		starts: map[string]startMark{}, startsSpare: map[string]startMark{},
-		wake: make(chan struct{}, 1), promote: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), promote: make(chan struct{}, 1), periodicWake: make(chan struct{}, 1),
 	}
 	r.leader.Store(shared == nil)
 	return r, nil

@@ -15,7 +15,8 @@ var (
 )
 
 // Start recovers the jobs a previous process left leased (recover.go), then starts the dispatcher, the
-// promoter of delayed jobs and the retention sweeper. Stop stops them.
+// promoter of delayed jobs, the retention sweeper and, when schedules are registered, the periodic
+// scheduler (periodic.go). Stop stops them.
 func (r *Runtime) Start(ctx context.Context) error {
 	r.mu.Lock()
 	if r.started {
@@ -27,6 +28,11 @@ func (r *Runtime) Start(ctx context.Context) error {
 	if err := r.recoverLeases(ctx); err != nil {
 		return fmt.Errorf("jobs: recover: %w", err)
 	}
+	if len(r.periodic) > 0 {
+		if err := r.periodicInit(ctx); err != nil {
+			return fmt.Errorf("jobs: periodic: %w", err)
+		}
+	}
 	r.runCtx, r.runStop = context.WithCancelCause(context.Background())
 	r.ackCtx, r.ackStop = context.WithCancel(context.Background())
 	loopCtx, cancel := context.WithCancel(context.Background())
@@ -36,6 +42,10 @@ func (r *Runtime) Start(ctx context.Context) error {
 	go func() { defer r.loops.Done(); r.dispatchLoop(loopCtx) }()
 	go func() { defer r.loops.Done(); r.promoteLoop(loopCtx) }()
 	go func() { defer r.loops.Done(); r.sweepLoop(loopCtx) }()
+	if len(r.periodic) > 0 {
+		r.loops.Add(1)
+		go func() { defer r.loops.Done(); r.periodicLoop(loopCtx) }()
+	}
 	if r.shared != nil {
 		// Its own context: it renews the leases of the jobs Stop lets finish, until they have.
 		beatCtx, cancel := context.WithCancel(context.Background())

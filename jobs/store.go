@@ -113,6 +113,16 @@ type Store interface {
 
 	// Ping checks that the store answers: a read that goes to the disk or the database.
 	Ping(ctx context.Context) error
+
+	// FirePeriodic is a periodic schedule's fire of one slot: in one commit, it inserts j (as
+	// Insert does, without a max_pending check) and records slot as the schedule's mark, when
+	// slot is after the mark recorded for name (or none is); otherwise it writes nothing and
+	// returns created false. prev is the mark's slot before the call (zero when none). Two fires
+	// of one slot, from any number of goroutines or processes sharing the store, create one job.
+	FirePeriodic(ctx context.Context, name string, slot time.Time, j *Job) (created bool, prev time.Time, err error)
+
+	// PeriodicMarks returns the mark of every schedule that fired, by name.
+	PeriodicMarks(ctx context.Context) (map[string]PeriodicMark, error)
 }
 
 // Lease asks LeaseQueued for jobs.

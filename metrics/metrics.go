@@ -60,6 +60,8 @@ type Metrics struct {
 	commitReqs prometheus.Histogram
 	resizes    *prometheus.CounterVec
 	bulk       *prometheus.CounterVec
+	fired      *prometheus.CounterVec // slots of the periodic schedules fired
+	skipped    *prometheus.CounterVec // and skipped
 
 	// Children of the request path's vectors, cached so a request costs map lookups, not label
 	// hashing and allocation.
@@ -102,8 +104,10 @@ func New(opts Options) *Metrics {
 	m.commitReqs = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_commit_requests", Help: "Requests (enqueues, leases, acknowledgements) sharing one commit.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}})
 	m.resizes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_pool_resizes_total", Help: "Pool size changes, by who made them (admin, reload, autoscale)."}, []string{"pool", "by", "direction"})
 	m.bulk = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_jobs_bulk_changed_total", Help: "Jobs changed by bulk actions (admin API, CLI, dashboard), by action."}, []string{"action"})
+	m.fired = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_periodic_fired_total", Help: "Slots of a periodic schedule whose job this process made."}, []string{"name"})
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_periodic_skipped_total", Help: "Slots of a periodic schedule missed while no process ran (or while this one stalled) and not caught up."}, []string{"name"})
 	m.reg.MustRegister(m.httpReqs, m.httpDur, m.shed, m.enqueued, m.started, m.finished, m.runTime, m.queueWait,
-		m.commitDur, m.commitReqs, m.resizes, m.bulk, &scrapeCollector{m},
+		m.commitDur, m.commitReqs, m.resizes, m.bulk, m.fired, m.skipped, &scrapeCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -233,6 +237,16 @@ func (o observer) Finished(j *jobs.Job, run time.Duration) {
 func (o observer) Bulk(op jobs.BulkOp, changed int) {
 	o.m.bulk.WithLabelValues(string(op)).Add(float64(changed))
 }
+
+// PeriodicFired counts a slot this process fired (jobs.PeriodicObserver).
+func (o observer) PeriodicFired(name string) { o.m.fired.WithLabelValues(name).Inc() }
+
+// PeriodicSkipped counts missed slots that were not caught up (jobs.PeriodicObserver).
+func (o observer) PeriodicSkipped(name string, n int) {
+	o.m.skipped.WithLabelValues(name).Add(float64(n))
+}
+
+var _ jobs.PeriodicObserver = observer{}
 
 // scrapeCollector reads pools and queues at scrape time.
 type scrapeCollector struct{ m *Metrics }

@@ -105,3 +105,24 @@ func BenchmarkMiddleware(b *testing.B) {
 		})
 	}
 }
+
+// TestPeriodicCounters: the jobs observer counts the periodic slots fired and skipped, per schedule.
+func TestPeriodicCounters(t *testing.T) {
+	m := New(Options{})
+	po, ok := m.JobsObserver().(jobs.PeriodicObserver)
+	if !ok {
+		t.Fatal("the jobs observer does not count periodic slots")
+	}
+	po.PeriodicFired("nightly")
+	po.PeriodicFired("nightly")
+	po.PeriodicSkipped("nightly", 3)
+	po.PeriodicFired("hourly")
+	w := httptest.NewRecorder()
+	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`tandem_periodic_fired_total{name="nightly"} 2`, `tandem_periodic_skipped_total{name="nightly"} 3`,
+		`tandem_periodic_fired_total{name="hourly"} 1`} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+}

@@ -28,6 +28,7 @@ func (s *Server) jobRoutes(r chi.Router) {
 		r.Post("/jobs/{id}/cancel", s.cancelJob)
 		r.Post("/jobs/{id}/retry", s.retryJob)
 		r.Get("/queues", s.listQueues)
+		r.Get("/periodic", s.listPeriodic)
 	})
 }
 

@@ -9,7 +9,7 @@
 //
 // Buckets, each ordered for one hot path so that dispatch never scans finished jobs:
 //
-//	meta     schema version, paused queues
+//	meta     schema version, paused queues, periodic marks ("periodic:" name -> slot, job id)
 //	jobs     id (16-byte UUIDv7, time-ordered) -> versioned record
 //	ready    queue 0x00 (9-priority) run_at id -> nil   best job of a queue is its first key
 //	sched    run_at id -> nil                            scheduled and retrying jobs, soonest first

@@ -58,6 +58,11 @@ func testClosed(t *testing.T, b Backend) {
 		{"Promote", func() error { _, _, err := s.Promote(ctx, epoch); return err }},
 		{"Recover", func() error { _, err := s.Recover(ctx, func(*jobs.Job) {}); return err }},
 		{"Expired", func() error { _, err := s.Expired(ctx, epoch, 10); return err }},
+		{"FirePeriodic", func() error {
+			_, _, err := s.FirePeriodic(ctx, "p", epoch, periodicJob("p", epoch))
+			return err
+		}},
+		{"PeriodicMarks", func() error { _, err := s.PeriodicMarks(ctx); return err }},
 		{"Delete", func() error { return s.Delete(ctx, j.ID) }},
 		{"Sweep", func() error { _, err := s.Sweep(ctx, epoch, 0); return err }},
 		{"List", func() error { _, _, err := s.List(ctx, jobs.Filter{}); return err }},

@@ -111,6 +111,8 @@ var suite = []struct {
 	{"Queues/OldestReady", testQueuesOldestReady},
 	{"SetPaused/ReadyPaused", testSetPaused},
 	{"Ping", testPing},
+	{"FirePeriodic/OncePerSlot", testPeriodicOncePerSlot},
+	{"FirePeriodic/ConcurrentOneJobPerSlot", testPeriodicConcurrent},
 	{"Close/ErrStoreClosed", testClosed},
 	{"Concurrent/Use", testConcurrent},
 }

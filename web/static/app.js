@@ -1,5 +1,7 @@
 // tandem's dashboard: polls the admin API every 1.5 s, with the token from sessionStorage. With no
 // admin.token configured the API answers without one, and no token is asked for.
+import { renderPeriodic } from './periodic.js';
+
 const $ = (s) => document.querySelector(s);
 const api = '/admin/api/v1';
 const POLL_MS = 1500;
@@ -222,11 +224,13 @@ function renderNodes(n) {
 }
 
 async function refreshOverview() {
-  const [pools, rt, qs, nodes] = await Promise.all([call('GET', '/admin/pools'), call('GET', '/admin/runtime'), call('GET', api + '/queues'), call('GET', '/admin/nodes')]);
+  const [pools, rt, qs, nodes, periodic] = await Promise.all([call('GET', '/admin/pools'), call('GET', '/admin/runtime'), call('GET', api + '/queues'), call('GET', '/admin/nodes'),
+    call('GET', api + '/periodic')]);
   renderPools(pools);
   renderRuntime(rt);
   renderQueues(qs.queues);
   renderNodes(nodes);
+  renderPeriodic(periodic.periodic);
 }
 
 function filterQuery() {
@@ -256,7 +260,7 @@ async function refreshJobs() {
 async function refreshJob(id) {
   const j = await call('GET', `${api}/jobs/${id}`);
   $('#job-id').textContent = j.id;
-  const fields = ['kind', 'queue', 'state', 'attempt', 'max_attempts', 'attempted_by', 'priority', 'timeout', 'unique_key', 'run_at', 'created_at', 'started_at', 'finished_at', 'updated_at'];
+  const fields = ['kind', 'queue', 'state', 'attempt', 'max_attempts', 'attempted_by', 'priority', 'timeout', 'unique_key', 'periodic', 'slot', 'run_at', 'created_at', 'started_at', 'finished_at', 'updated_at'];
   // attempted_by: the node of each attempt, oldest first; a rescued job names two.
   const shown = { ...j, attempted_by: (j.attempted_by || []).length ? j.attempted_by.join(' → ') : '—' };
   $('#job-fields').replaceChildren(...fields.filter((f) => shown[f] !== undefined && shown[f] !== '').flatMap((f) => [el('dt', {}, f), el('dd', { id: `job-${f}` }, shown[f])]));
