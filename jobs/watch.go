@@ -30,7 +30,7 @@ type watchHub struct {
 	closed  bool                             // Stop: no new followers, none left
 	ctx     context.Context                  // ends at close, and with it a poll's read
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup                   // the poll loop and the progress reporters (progress.go)
+	wg      sync.WaitGroup // the poll loop and the progress reporters (progress.go)
 }
 
 func newWatchHub(r *Runtime) *watchHub {
