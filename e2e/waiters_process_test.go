@@ -38,8 +38,9 @@ func rssKiB(t *testing.T, pid int) int {
 // TestThousandWaitingClients: a thousand clients wait on one job at once (?wait=60s, over 1,000
 // connections), with 5 threads: none is refused, an ordinary request still gets a thread, and the
 // process's memory grows by a few KiB per waiter (logged: the figure for docs/jobs.md); then the
-// job ends and every waiter gets it. The bound asserted is loose (64 KiB a waiter, many times
-// the measure): it catches a waiter that holds a thread's worth of memory or leaks, not noise.
+// job ends and every waiter gets it. The bound asserted is loose (64 KiB a waiter, about twice
+// the measure; eight times that under -race, whose binary is built with the race detector): it
+// catches a waiter that holds much more than a connection's worth of memory, not noise.
 func TestThousandWaitingClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 1,000 connections")
@@ -129,8 +130,12 @@ func TestThousandWaitingClients(t *testing.T) {
 	resp.Body.Close()
 	per := float64(after-before) * 1024 / n
 	t.Logf("1,000 waiting clients: RSS %d KiB -> %d KiB, %.1f KiB per waiter", before, after, per/1024)
-	if per > 64<<10 {
-		t.Errorf("%.0f bytes per waiting client, want well under 64 KiB", per)
+	limit := float64(64 << 10)
+	if raceEnabled {
+		limit *= 8 // the race detector's shadow memory: the figure to quote comes without -race
+	}
+	if per > limit {
+		t.Errorf("%.0f bytes per waiting client, want well under %.0f", per, limit)
 	}
 	post("/v1/jobs/"+id+"/cancel", `{}`)
 	wg.Wait()
