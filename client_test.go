@@ -73,7 +73,7 @@ func TestClientVerbs(t *testing.T) {
 		cmd   string
 		verbs []string
 	}{
-		{"jobs", []string{"list", "show", "cancel", "retry", "delete"}},
+		{"jobs", []string{"list", "show", "wait", "cancel", "retry", "delete"}},
 		{"queues", []string{"list", "pause", "resume"}},
 		{"pools", []string{"show", "resize", "unpin"}},
 		{"periodic", []string{"list"}},

@@ -126,13 +126,13 @@ func checkVerb(verb string, verbs []string) (string, error) {
 
 // Each client command's verbs, the first being the default; the help and the errors list them.
 var (
-	jobsVerbs   = []string{"list", "show", "cancel", "retry", "delete", "bulk"}
+	jobsVerbs   = []string{"list", "show", "wait", "cancel", "retry", "delete", "bulk"}
 	queuesVerbs = []string{"list", "pause", "resume"}
 	poolsVerbs  = []string{"show", "resize", "unpin"}
 )
 
 func runJobs(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("jobs", "list [--queue Q] [--state S] [--kind K] [--limit N] [--cursor C] | show ID | cancel ID | retry ID | delete ID"+
+	fs := newFlagSet("jobs", "list [--queue Q] [--state S] [--kind K] [--limit N] [--cursor C] | show ID | wait ID [--timeout D] | cancel ID | retry ID | delete ID"+
 		" | bulk retry|cancel|delete|purge [--queue Q] [--state S] [--kind K] [--created-after T] [--created-before T] [--dry-run] [--yes]", stderr)
 	c := addClientFlags(fs, env)
 	queue := fs.String("queue", "", "list: only this queue")
@@ -141,6 +141,7 @@ func runJobs(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	limit := fs.Int("limit", 50, "list: page size")
 	cursor := fs.String("cursor", "", "list: the next page's cursor from a previous list")
 	bf := addBulkFlags(fs)
+	timeout := fs.Duration("timeout", time.Minute, "wait: how long to wait for the job to finish (exit 0 succeeded, 1 dead or canceled, 3 still unfinished)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -199,6 +200,11 @@ func runJobs(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	switch verb {
 	case "show":
 		return c.call(ctx, stdout, http.MethodGet, c.base, "/v1/jobs/"+id, nil, &job, jobFields(&job))
+	case "wait":
+		if *timeout <= 0 {
+			return usageError{fmt.Errorf("--timeout must be above 0, got %s", *timeout)}
+		}
+		return c.waitJob(ctx, stdout, fs.Arg(1), *timeout)
 	case "cancel", "retry":
 		return c.call(ctx, stdout, http.MethodPost, c.base, "/v1/jobs/"+id+"/"+verb, nil, &job, jobFields(&job))
 	default: // delete: 204, no body

@@ -131,6 +131,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, ReadTimeout: cfg.Server.ReadTimeout,
 		WriteTimeout: cfg.Server.WriteTimeout, IdleTimeout: cfg.Server.IdleTimeout,
 		MaxHeaderBytes: cfg.Server.MaxHeaderBytes, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
+		MaxWaiters:  cfg.Server.MaxWaiters,
 		BodyTimeout: cfg.Server.BodyTimeout, ShutdownDelay: cfg.Server.ShutdownDelay,
 		AccessLog: accessLog(cfg.Log.Access), SlowRequest: cfg.Log.SlowRequest,
 		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,

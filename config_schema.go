@@ -39,6 +39,7 @@ type ServerConfig struct {
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
 	MaxBodyBytes      int
+	MaxWaiters        int
 	BodyTimeout       time.Duration
 	ShutdownTimeout   time.Duration
 	ShutdownDelay     time.Duration
@@ -139,6 +140,7 @@ var options = []option{
 	{"server.idle_timeout", "keep-alive idle timeout", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Server.IdleTimeout = v.(time.Duration) }},
 	{"server.max_header_bytes", "largest request header", intRange(4096, 64<<20), func(c *Config, v any) { c.Server.MaxHeaderBytes = v.(int) }},
 	{"server.max_body_bytes", "largest request body", intRange(1024, 1<<30), func(c *Config, v any) { c.Server.MaxBodyBytes = v.(int) }},
+	{"server.max_waiters", "most requests waiting on jobs at once (?wait, event streams)", intRange(1, 1_000_000), func(c *Config, v any) { c.Server.MaxWaiters = v.(int) }},
 	{"server.body_timeout", "time to read a request body once its headers are in (at most read_timeout)", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Server.BodyTimeout = v.(time.Duration) }},
 	{"server.shutdown_timeout", "time for requests in flight at shutdown", durRange(0, time.Hour), func(c *Config, v any) { c.Server.ShutdownTimeout = v.(time.Duration) }},
 	{"server.shutdown_delay", "time /readyz answers 503 before the listener closes at shutdown", durRange(0, time.Hour), func(c *Config, v any) { c.Server.ShutdownDelay = v.(time.Duration) }},

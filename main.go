@@ -105,12 +105,16 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 			continue
 		}
 		err := c.run(ctx, args, env, stdout, stderr)
+		var ee exitError // a status of the command's own (jobs wait)
 		switch {
 		case err == nil, errors.Is(err, pflag.ErrHelp):
 			return exitOK
 		case isUsageError(err):
 			fmt.Fprintf(stderr, "tandem %s: %v\n", name, err)
 			return exitConfig
+		case errors.As(err, &ee):
+			fmt.Fprintf(stderr, "tandem %s: %v\n", name, err)
+			return ee.code
 		default:
 			fmt.Fprintf(stderr, "tandem %s: %v\n", name, err)
 			return exitFail

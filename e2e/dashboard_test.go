@@ -264,16 +264,32 @@ func TestDashboardEndToEnd(t *testing.T) {
 		t.Fatalf("after retry the job is %s", j.State)
 	}
 
+	// A running job, followed live: its page shows the progress its handler reports (the sleep
+	// kind, in steps) as it comes, through the event stream, then its end.
+	if code := tu.api(t, "POST", tu.admin+"/admin/queues/default/resume", nil, nil); code != 200 && code != 204 {
+		t.Fatalf("resume: %d", code)
+	}
+	var slow struct{ ID string }
+	if code := tu.api(t, "POST", tu.http+"/v1/jobs", map[string]any{"kind": "sleep", "payload": map[string]any{"ms": 4000, "steps": 4}}, &slow); code != 201 {
+		t.Fatalf("enqueue sleep: %d", code)
+	}
+	do(t, ctx, chromedp.Navigate(ui+"#/job/"+slow.ID))
+	waitJS(t, ctx, "the job's progress, live", `!document.querySelector('#job-progress').hidden && document.querySelector('#job-state')?.textContent === 'running'`+
+		` && /^[123] of 4$/.test(document.querySelector('#job-progress .message').textContent) && document.querySelector('#job-progress progress').value > 0`)
+	shot(t, ctx, "05-job-progress")
+	waitJS(t, ctx, "the followed job's end", `document.querySelector('#job-state')?.textContent === 'succeeded'`+
+		` && document.querySelector('#job-progress .message').textContent === '4 of 4' && document.querySelector('#job-progress progress').value === 100`)
+
 	// Phone width.
 	do(t, ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(ui+"#/"))
 	waitJS(t, ctx, "pools on a phone", `document.querySelector('#pool-jobs .size')?.textContent === '5'`)
-	shot(t, ctx, "05-overview-phone")
+	shot(t, ctx, "06-overview-phone")
 	do(t, ctx, chromedp.EmulateViewport(1280, 800))
 
 	// tandem goes away: the page says so instead of going blank.
 	tu.Kill9()
 	waitJS(t, ctx, "the down banner", `document.querySelector('#banner').textContent.includes('not reachable') && !document.querySelector('#banner').hidden`)
-	shot(t, ctx, "06-tandem-down")
+	shot(t, ctx, "07-tandem-down")
 }
 
 // TestDashboardWithoutToken: with no admin.token (the default, admin on loopback) the API needs

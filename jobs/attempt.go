@@ -50,7 +50,9 @@ func (r *Runtime) run(parent context.Context, j *Job) {
 	job := r.start(j, start)
 	r.opts.Observer.Started(job, start.Sub(j.RunAt))
 	ctx, cancel := context.WithTimeoutCause(parent, j.Timeout, errTimeout)
-	result, err := r.call(ctx, job)
+	live := &liveAttempt{r: r, id: j.ID, attempt: job.Attempt}
+	result, err := r.call(context.WithValue(ctx, attemptKey{}, live), job)
+	live.end()
 	cancel()
 	o := r.judge(j, job.Attempt, ctx, result, err)
 	o.runTime = r.opts.Now().Sub(start)
@@ -65,7 +67,7 @@ func (r *Runtime) run(parent context.Context, j *Job) {
 func (r *Runtime) start(j *Job, at time.Time) *Job {
 	job := j.Clone()
 	started := at.UTC()
-	job.State, job.Attempt, job.StartedAt = StateRunning, j.Attempt+1, &started
+	job.State, job.Attempt, job.StartedAt, job.Progress = StateRunning, j.Attempt+1, &started, nil
 	job.AttemptedBy = appendNode(job.AttemptedBy, r.opts.Node)
 	r.noteStart(j.ID, startMark{attempt: job.Attempt, at: started})
 	return job
@@ -155,7 +157,7 @@ func (r *Runtime) finish(j *Job, o outcome) {
 		case !o.unstarted && cur.State == StateRunning && cur.Attempt == o.attempt:
 		case !o.unstarted && cur.State == StatePrefetched && cur.Attempt == o.attempt-1:
 			at := o.startedAt // the start was not written: it is, with the outcome
-			cur.Attempt, cur.StartedAt = o.attempt, &at
+			cur.Attempt, cur.StartedAt, cur.Progress = o.attempt, &at, nil
 			cur.AttemptedBy = appendNode(cur.AttemptedBy, r.opts.Node)
 		default:
 			return errStale // changed behind our back (canceled and retried by hand): leave it
@@ -266,6 +268,7 @@ func (r *Runtime) acknowledged(a pendingAck) {
 			// held one until now: lease again, rather than at the next safety tick.
 			r.signal(r.wake)
 		}
+		r.watch.publish(updated)
 		if !o.unstarted {
 			r.opts.Observer.Finished(updated, o.runTime)
 		}

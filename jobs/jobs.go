@@ -211,6 +211,10 @@ type Options struct {
 	RescueAfter time.Duration
 	// NodePools reports this process's pools in the node list. Default: the jobs pool.
 	NodePools func() map[string]NodePool
+	// WatchPoll is how often, while anyone follows jobs (Watch, Wait), the runtime reads every
+	// followed job in one read, to see the changes it was not told of: another replica's writes on
+	// a Shared store, starts and promotions. Default 250ms.
+	WatchPoll time.Duration
 }
 
 // maxErrorsKept is how many attempt errors a job keeps (the most recent).
@@ -260,6 +264,7 @@ func (o Options) withDefaults() Options {
 	}
 	o.Node = cmp.Or(o.Node, DefaultNode())
 	o.RescueAfter = cmp.Or(o.RescueAfter, 30*time.Second)
+	o.WatchPoll = cmp.Or(o.WatchPoll, 250*time.Millisecond)
 	return o
 }
 
@@ -269,6 +274,8 @@ func (o Options) validate() error {
 		return errors.New("jobs: Options.Store is required")
 	case o.Pool == nil:
 		return errors.New("jobs: Options.Pool is required")
+	case o.WatchPoll < 0:
+		return fmt.Errorf("jobs: Options.WatchPoll: must be > 0, got %s", o.WatchPoll)
 	case o.RescueAfter < 0:
 		return fmt.Errorf("jobs: Options.RescueAfter: must be > 0, got %s", o.RescueAfter)
 	case o.Prefetch < 0:
@@ -312,6 +319,8 @@ type Runtime struct {
 	startedAt   time.Time
 	beats       sync.WaitGroup // the heartbeat loop
 	beatStop    context.CancelFunc
+
+	watch *watchHub // the followers of jobs (watch.go)
 
 	kindsMu sync.RWMutex
 	kinds   map[string]Kind
@@ -377,6 +386,7 @@ func New(opts Options) (*Runtime, error) {
 		starts: map[string]startMark{}, startsSpare: map[string]startMark{},
 		wake: make(chan struct{}, 1), promote: make(chan struct{}, 1), periodicWake: make(chan struct{}, 1),
 	}
+	r.watch = newWatchHub(r)
 	r.leader.Store(shared == nil)
 	return r, nil
 }

@@ -60,15 +60,22 @@ func (r *Runtime) Start(ctx context.Context) error {
 // ready; running jobs may finish until ShutdownTimeout or ctx ends, whichever is first; then their
 // contexts are canceled and they go back to ready with the interruption recorded ("interrupted:
 // shutdown") and the attempt given back, since a deploy is not the job's fault; every
-// acknowledgement is written; then Stop returns.
+// acknowledgement is written; the followers of jobs (Watch, Wait) end with ErrStopped; then Stop
+// returns.
 func (r *Runtime) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	if !r.started || r.stopping {
+		started := r.started
 		r.mu.Unlock()
+		if !started {
+			r.watch.close() // a runtime never started may have had followers
+		}
 		return nil
 	}
 	r.stopping = true
 	r.mu.Unlock()
+	// Followers see the jobs that finish in the grace period, then end with ErrStopped.
+	defer r.watch.close()
 
 	r.loopStop()
 	r.loops.Wait()

@@ -54,6 +54,9 @@ func (r *Runtime) Cancel(ctx context.Context, id string) (*Job, error) {
 		}
 		return r.store.Get(ctx, id)
 	}
+	if err == nil {
+		r.watch.publish(j)
+	}
 	return j, err
 }
 
@@ -68,13 +71,20 @@ func (r *Runtime) Retry(ctx context.Context, id string) (*Job, error) {
 	})
 	if err == nil {
 		r.signal(r.wake)
+		r.watch.publish(j)
 	}
 	return j, err
 }
 
 // Delete removes a finished job.
 func (r *Runtime) Delete(ctx context.Context, id string) error {
-	return r.store.Delete(ctx, id)
+	if err := r.store.Delete(ctx, id); err != nil {
+		return err
+	}
+	if r.watch.watched(id) {
+		r.watch.gone(id)
+	}
+	return nil
 }
 
 // Queues returns the stats of every configured queue (and of any other queue the store knows).

@@ -87,22 +87,23 @@ type Job struct {
 	UpdatedAt   time.Time
 	StartedAt   *time.Time // when the last attempt's handler started
 	FinishedAt  *time.Time
-	LeaseUntil  *time.Time // while prefetched or running: when the lease ends
-	AttemptedBy []string   // the node (Options.Node) that ran each attempt, oldest first, the last 25
-	Progress    *Progress  // what the running handler last reported; nil when it reported none
-	Periodic    string     // the periodic schedule that made the job; "" when none made it
-	Slot        time.Time  // that schedule's slot (when it was due); zero when Periodic is ""
+	LeaseUntil  *time.Time      // while prefetched or running: when the lease ends
+	AttemptedBy []string        // the node (Options.Node) that ran each attempt, oldest first, the last 25
+	Progress    *ProgressReport // what the running handler last reported; nil when it reported none
+	Periodic    string          // the periodic schedule that made the job; "" when none made it
+	Slot        time.Time       // that schedule's slot (when it was due); zero when Periodic is ""
 }
 
-// Progress is a handler's latest report on a running job. Only the latest is kept, so a job's
-// record stays bounded however often its handler reports.
-type Progress struct {
+// ProgressReport is a handler's latest report on a running job (see Progress, the function a
+// handler reports with). Only the latest is kept, so a job's record stays bounded however often
+// its handler reports.
+type ProgressReport struct {
 	Percent int       // 0..100
 	Message string    // at most MaxProgressMessage bytes
 	At      time.Time // when it was reported
 }
 
-// MaxProgressMessage bounds Progress.Message, in bytes: a longer message is cut.
+// MaxProgressMessage bounds ProgressReport.Message, in bytes: a longer message is cut.
 const MaxProgressMessage = 512
 
 // Clone returns a deep copy, so a caller can change it without touching the original.

@@ -62,6 +62,7 @@ func (r *Runtime) writeStarts(u Updater) {
 			// two more writes for each job, and reclaimExpired never touches a job running here.
 			at := m.at
 			cur.State, cur.Attempt, cur.StartedAt = StateRunning, m.attempt, &at
+			cur.Progress = nil // a new attempt reports afresh
 			cur.AttemptedBy = appendNode(cur.AttemptedBy, r.opts.Node)
 			return nil
 		})

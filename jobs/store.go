@@ -39,6 +39,11 @@ type Store interface {
 	// Get returns one job, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Job, error)
 
+	// GetMany returns the jobs of ids that exist, in the order of ids, in one read: an id with no
+	// job (or not a job id at all) is left out, and one named twice is returned once. It is what the runtime's watchers poll (watch.go),
+	// one read for every job followed in the process rather than one per follower.
+	GetMany(ctx context.Context, ids []string) ([]*Job, error)
+
 	// Update is a read-modify-write of one job, in a shared commit: fn gets a copy of the record
 	// and may change any field but ID. An error from fn aborts this update alone and is returned
 	// as it is. ErrNotFound when there is no such job. It returns the job as written.

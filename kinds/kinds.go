@@ -68,9 +68,15 @@ func fieldErr(field, msg string) error {
 
 func noop(context.Context, *jobs.Job) (any, error) { return nil, nil }
 
+// sleepPayload: sleep ms milliseconds; with steps, in that many equal parts, reporting the
+// progress after each ("2 of 5"), to show a job being followed.
 type sleepPayload struct {
-	MS int64 `json:"ms"`
+	MS    int64 `json:"ms"`
+	Steps int   `json:"steps"`
 }
+
+// maxSleepSteps bounds sleep's steps: each is a progress write.
+const maxSleepSteps = 1000
 
 func validateSleep(p json.RawMessage) error {
 	var s sleepPayload
@@ -80,6 +86,9 @@ func validateSleep(p json.RawMessage) error {
 	if s.MS < 0 || time.Duration(s.MS)*time.Millisecond > MaxSleep {
 		return fieldErr("payload.ms", fmt.Sprintf("must be from 0 to %d", MaxSleep.Milliseconds()))
 	}
+	if s.Steps < 0 || s.Steps > maxSleepSteps {
+		return fieldErr("payload.steps", fmt.Sprintf("must be from 0 to %d", maxSleepSteps))
+	}
 	return nil
 }
 
@@ -88,13 +97,25 @@ func sleep(ctx context.Context, j *jobs.Job) (any, error) {
 	if err := jobs.DecodePayload(j.Payload, &s); err != nil {
 		return nil, jobs.Permanent(err)
 	}
-	t := time.NewTimer(time.Duration(s.MS) * time.Millisecond)
+	steps := max(s.Steps, 1)
+	total := time.Duration(s.MS) * time.Millisecond
+	t := time.NewTimer(total / time.Duration(steps))
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return map[string]int64{"slept_ms": s.MS}, nil
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+	for i := 1; ; i++ {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+		if s.Steps > 0 {
+			if err := jobs.Progress(ctx, i*100/steps, fmt.Sprintf("%d of %d", i, steps)); err != nil {
+				return nil, err
+			}
+		}
+		if i >= steps {
+			return map[string]int64{"slept_ms": s.MS}, nil
+		}
+		t.Reset(total*time.Duration(i+1)/time.Duration(steps) - total*time.Duration(i)/time.Duration(steps))
 	}
 }
 

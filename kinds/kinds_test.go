@@ -79,6 +79,8 @@ func TestValidationAtEnqueue(t *testing.T) {
 		{"sleep", `{"ms":-1}`, "payload.ms"},
 		{"sleep", `{"ms":"x"}`, "payload.ms"},
 		{"sleep", `{"sec":1}`, "payload.sec"},
+		{"sleep", `{"ms":10,"steps":-1}`, "payload.steps"},
+		{"sleep", `{"ms":10,"steps":1001}`, "payload.steps"},
 		{"cpu", `{"n":1000000000}`, "payload.n"},
 		{"http", `{"url":"ftp://x"}`, "payload.url"},
 		{"http", `{"url":"http://x","method":"FETCH"}`, "payload.method"},
@@ -100,12 +102,17 @@ func TestNoopSleepCPU(t *testing.T) {
 	rt := setup(t, Options{})
 	n, _ := enqueue(t, rt, "noop", `{}`, 1)
 	s, _ := enqueue(t, rt, "sleep", `{"ms":20}`, 1)
+	stepped, _ := enqueue(t, rt, "sleep", `{"ms":20,"steps":4}`, 1)
 	c, _ := enqueue(t, rt, "cpu", `{"n":100}`, 1)
 	if j := finish(t, rt, n.ID); j.State != jobs.StateSucceeded {
 		t.Errorf("noop: %s", j.State)
 	}
 	if j := finish(t, rt, s.ID); j.State != jobs.StateSucceeded || string(j.Result) != `{"slept_ms":20}` {
 		t.Errorf("sleep: %s %s", j.State, j.Result)
+	}
+	// With steps, the last report is on record once it has finished: 100%, "4 of 4".
+	if j := finish(t, rt, stepped.ID); j.State != jobs.StateSucceeded || j.Progress == nil || j.Progress.Percent != 100 || j.Progress.Message != "4 of 4" {
+		t.Errorf("sleep in steps: %s, progress %+v", j.State, j.Progress)
 	}
 	want, _ := CPUWork(context.Background(), 100)
 	if j := finish(t, rt, c.ID); j.State != jobs.StateSucceeded || !strings.Contains(string(j.Result), strings.ToLower(hexOf(want[:]))) {

@@ -124,7 +124,7 @@ func (s *Server) runtimeInfo(w http.ResponseWriter, r *http.Request) {
 		"gomaxprocs": runtime.GOMAXPROCS(0), "gomaxprocs_source": info.GOMAXPROCSSource,
 		"cpu_quota": nullIfZero(info.CPUQuota), "cpus_allowed": info.CPUsAllowed, "num_cpu": runtime.NumCPU(),
 		"memory_limit": nullIfZero(info.MemoryLimit), "gomemlimit": nullIfZero(info.GOMEMLIMIT),
-		"goroutines": runtime.NumGoroutine(), "heap_alloc_bytes": ms.HeapAlloc, "heap_sys_bytes": ms.HeapSys,
+		"goroutines": runtime.NumGoroutine(), "waiters": s.Waiters(), "heap_alloc_bytes": ms.HeapAlloc, "heap_sys_bytes": ms.HeapSys,
 		"uptime_seconds": time.Since(s.started).Seconds(), "started_at": s.started.UTC(),
 		"version": s.opts.Version, "go_version": runtime.Version(),
 	})

@@ -23,7 +23,7 @@ func fullJob() *jobs.Job {
 		Errors: []jobs.AttemptError{{Attempt: 1, At: t1, Error: "boom"}},
 		Result: json.RawMessage(`{"ok":true}`), UniqueKey: "u-1", CreatedAt: t0, UpdatedAt: t3,
 		StartedAt: &t1, FinishedAt: &t2, LeaseUntil: &t3, AttemptedBy: []string{"web-0:7", "web-1:9"},
-		Progress: &jobs.Progress{Percent: 40, Message: "2 of 5", At: t2}, Periodic: "nightly", Slot: t0.Truncate(time.Hour)}
+		Progress: &jobs.ProgressReport{Percent: 40, Message: "2 of 5", At: t2}, Periodic: "nightly", Slot: t0.Truncate(time.Hour)}
 }
 
 // TestJobJSONIsTheWireFormat pins a job's JSON byte for byte (clients were built against it) and

@@ -19,11 +19,12 @@ import (
 // jobRoutes is the job API; the admin listener mounts the same routes for the dashboard.
 func (s *Server) jobRoutes(r chi.Router) {
 	r.With(queryParams("queue", "state", "kind", "limit", "cursor", "created_after", "created_before")).Get("/jobs", s.listJobs)
+	r.With(queryParams("wait")).Get("/jobs/{id}", s.getJob)
 	r.Group(func(r chi.Router) {
 		r.Use(queryParams())
 		r.Post("/jobs", s.enqueue)
 		r.Post("/jobs/batch", s.enqueueBatch)
-		r.Get("/jobs/{id}", s.getJob)
+		r.Get("/jobs/{id}/events", s.jobEvents) // follow.go
 		r.Delete("/jobs/{id}", s.deleteJob)
 		r.Post("/jobs/{id}/cancel", s.cancelJob)
 		r.Post("/jobs/{id}/retry", s.retryJob)
@@ -178,7 +179,19 @@ func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{"jobs": newJobResponses(out), "created": created})
 }
 
+// getJob answers GET /v1/jobs/{id}; with ?wait it waits for the job to finish (waitJob).
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	if v, ok := r.URL.Query()["wait"]; ok {
+		d, err := parseWait(v[0])
+		if err != nil {
+			badRequest(w, "wait "+err.Error(), map[string]string{"wait": err.Error()})
+			return
+		}
+		if d > 0 {
+			s.waitJob(w, r, d)
+			return
+		}
+	}
 	j, err := s.opts.Jobs.Get(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		s.writeErr(w, r, err)

@@ -52,6 +52,9 @@ func (s *Server) mainRouter() chi.Router {
 	})
 	// The body is read before admission: a request holds no thread while it waits on its client.
 	mws := []func(http.Handler) http.Handler{s.bufferBody}
+	if s.opts.Jobs != nil {
+		mws = append(mws, s.parkFollowers) // waits on jobs hold no thread (follow.go)
+	}
 	if s.opts.Threads != nil {
 		mws = append(mws, s.admission)
 	}

@@ -108,6 +108,10 @@ type Options struct {
 	UI http.Handler
 	// OnShed is called for each request shed by admission, with "backlog_full" or "queue_timeout".
 	OnShed func(reason string)
+	// MaxWaiters bounds the requests that wait on a job (GET /v1/jobs/{id}?wait=, and event
+	// streams, follow.go), which hold no threads slot; past it they get 503 with Retry-After.
+	// Default 10000.
+	MaxWaiters int
 }
 
 func (o Options) withDefaults() Options {
@@ -123,6 +127,7 @@ func (o Options) withDefaults() Options {
 	o.MaxBodyBytes = cmp.Or(o.MaxBodyBytes, 8<<20)
 	o.BodyTimeout = min(cmp.Or(o.BodyTimeout, 10*time.Second), o.ReadTimeout)
 	o.SlowRequest = cmp.Or(o.SlowRequest, time.Second)
+	o.MaxWaiters = cmp.Or(o.MaxWaiters, 10_000)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -181,6 +186,9 @@ type Server struct {
 	started      time.Time
 	serveErrs    chan error
 	wg           sync.WaitGroup
+	waiters      atomic.Int64       // requests waiting on jobs (follow.go)
+	closing      context.Context    // ends when Shutdown closes the main listener: waits end
+	endWaits     context.CancelFunc // ends closing
 }
 
 // New builds both routers. Add routes to Router() before Start.
@@ -190,6 +198,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Logger, serveErrs: make(chan error, 2)}
+	s.closing, s.endWaits = context.WithCancel(context.Background())
 	s.SetAccessLog(opts.AccessLog)
 	s.SetSlowRequest(opts.SlowRequest)
 	s.router = s.mainRouter()
@@ -283,7 +292,8 @@ func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 //  2. For ShutdownDelay both listeners keep serving as before: a load balancer that polls
 //     readiness sees 503 and takes the instance out while its requests still succeed.
 //  3. The main listener closes (new connections are refused) and the requests in flight finish,
-//     until ctx ends; then the rest are cut off.
+//     until ctx ends; then the rest are cut off. Requests that wait on a job (?wait, event
+//     streams) end at once, with the job as it is.
 //  4. The admin listener closes last, so an operator can watch the drain.
 //
 // ctx bounds the whole of it, the delay included. A second call does not wait the delay again.
@@ -302,6 +312,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			t.Stop()
 		}
 	}
+	s.endWaits()
 	err := s.main.Shutdown(ctx)
 	if err != nil {
 		err = fmt.Errorf("server: drain: %w", err)

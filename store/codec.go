@@ -236,7 +236,7 @@ func decodeV2(b []byte) (*jobs.Job, error) {
 		j.Periodic = intern(r.bytes("periodic"))
 		j.Slot = r.time("slot")
 		if r.flag("progress") {
-			p := &jobs.Progress{Percent: int(r.varint("progress percent"))}
+			p := &jobs.ProgressReport{Percent: int(r.varint("progress percent"))}
 			p.Message = r.str("progress message")
 			p.At = r.time("progress time")
 			j.Progress = p

@@ -29,8 +29,8 @@ func TestCodecRoundTrip(t *testing.T) {
 	periodic.Periodic, periodic.Slot = "nightly", time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
 	progress := sampleJob()
 	progress.AttemptedBy = []string{"a:1"}
-	progress.Progress = &jobs.Progress{Percent: 40, Message: "step 2 of 5", At: time.Date(2026, 12, 2, 3, 0, 1, 0, time.UTC)}
-	bare := &jobs.Job{ID: "y", State: jobs.StateRunning, Progress: &jobs.Progress{}}
+	progress.Progress = &jobs.ProgressReport{Percent: 40, Message: "step 2 of 5", At: time.Date(2026, 12, 2, 3, 0, 1, 0, time.UTC)}
+	bare := &jobs.Job{ID: "y", State: jobs.StateRunning, Progress: &jobs.ProgressReport{}}
 	for _, j := range []*jobs.Job{sampleJob(), {ID: "x", State: jobs.StateReady}, withBy, periodic, progress, bare} {
 		got, err := decodeJob(encodeV2(j))
 		if err != nil {
@@ -58,7 +58,7 @@ func TestCodecRoundTrip(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeV2(sampleJob()))
 	f.Add(encodeV2(&jobs.Job{}))
-	f.Add(encodeV2(&jobs.Job{Periodic: "p", AttemptedBy: []string{"n"}, Progress: &jobs.Progress{Percent: 5, Message: "m"}}))
+	f.Add(encodeV2(&jobs.Job{Periodic: "p", AttemptedBy: []string{"n"}, Progress: &jobs.ProgressReport{Percent: 5, Message: "m"}}))
 	f.Add([]byte{recordV2})
 	f.Add([]byte{recordV1, '{', '}'})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -32,6 +32,36 @@ func (s *Store) Get(ctx context.Context, id string) (*jobs.Job, error) {
 	return j, err
 }
 
+// GetMany returns the jobs of ids that exist, in the order of ids, from one read transaction.
+func (s *Store) GetMany(ctx context.Context, ids []string) ([]*jobs.Job, error) {
+	out := make([]*jobs.Job, 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJobs)
+		for _, id := range ids {
+			key, err := idKey(id)
+			if err != nil || seen[string(key)] {
+				continue // an id named twice is returned once
+			}
+			seen[string(key)] = true
+			v := b.Get(key)
+			if v == nil {
+				continue
+			}
+			j, err := decodeJob(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, j)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // listScanMax bounds how many records one List reads, so a filter that matches nothing in a large
 // store answers quickly; the cursor then continues from where the scan stopped.
 const listScanMax = 20_000

@@ -58,7 +58,7 @@ func sample(now time.Time) *jobs.Job {
 		Errors:    []jobs.AttemptError{{Attempt: 1, At: now, Error: "boom"}, {Attempt: 2, At: t1, Error: ""}},
 		Result:    json.RawMessage(`{"ok":true}`),
 		UniqueKey: "u-1", StartedAt: &t1, FinishedAt: &t3, LeaseUntil: &t2, AttemptedBy: []string{"a:1", "b:2"},
-		Progress: &jobs.Progress{Percent: 60, Message: "3 of 5 done", At: t1}, Periodic: "nightly", Slot: now.Truncate(time.Minute),
+		Progress: &jobs.ProgressReport{Percent: 60, Message: "3 of 5 done", At: t1}, Periodic: "nightly", Slot: now.Truncate(time.Minute),
 	}
 }
 
@@ -331,5 +331,28 @@ func testCallersCopy(t *testing.T, b Backend) {
 	u.Priority = 7
 	if cur := get(t, s, j.ID); cur.Priority != 0 || string(cur.Payload) != `{"a":1}` || g2.Priority != 0 || cur.Kind != "changed" {
 		t.Fatalf("stored %+v (payload %s), second copy priority %d", cur, cur.Payload, g2.Priority)
+	}
+}
+
+// testGetMany: GetMany returns the jobs that exist, as they are stored, in the order asked, each
+// once; a missing id or one that is not an id is left out, and no id at all is no job.
+func testGetMany(t *testing.T, b Backend) {
+	s, _ := setup(t, b)
+	ctx := context.Background()
+	js := insert(t, s, newJob("q", 0, epoch), newJob("q", 1, epoch), newJob("q", 2, epoch))
+	update(t, s, js[1].ID, func(j *jobs.Job) { j.Kind = "changed" })
+	asked := []string{js[2].ID, "00000000-0000-7000-8000-000000000000", js[1].ID, "not-an-id", js[2].ID}
+	got, err := s.GetMany(ctx, asked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != js[2].ID || got[1].ID != js[1].ID {
+		t.Fatalf("GetMany(%v) = %v, want [%s %s]", asked, ids(got), js[2].ID, js[1].ID)
+	}
+	if d := diff(got[1], get(t, s, js[1].ID)); d != "[]" {
+		t.Errorf("GetMany's job differs from Get's: %s", d)
+	}
+	if none, err := s.GetMany(ctx, nil); err != nil || len(none) != 0 {
+		t.Errorf("GetMany(nil) = %v, %v; want none", ids(none), err)
 	}
 }

@@ -39,6 +39,7 @@ func testClosed(t *testing.T, b Backend) {
 	}{
 		{"Insert", func() error { _, _, err := s.Insert(ctx, []*jobs.Job{newJob("q", 0, epoch)}, nil); return err }},
 		{"Get", func() error { _, err := s.Get(ctx, j.ID); return err }},
+		{"GetMany", func() error { _, err := s.GetMany(ctx, []string{j.ID}); return err }},
 		{"Update", func() error { _, err := s.Update(ctx, j.ID, nop); return err }},
 		{"UpdateQueued", func() error {
 			w, err := s.UpdateQueued(ctx, j.ID, nop)

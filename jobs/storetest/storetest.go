@@ -80,6 +80,7 @@ var suite = []struct {
 	{"Insert/MaxPendingCountsWaitingOnly", testMaxPendingWaiting},
 	{"Get/NotFound", testGetNotFound},
 	{"Get/CallersCopy", testCallersCopy},
+	{"GetMany/FoundInOrder", testGetMany},
 	{"Update/ChangesIndexesAndCounts", testUpdateMoves},
 	{"Update/ErrorAbortsOnlyItself", testUpdateError},
 	{"Update/NotFound", testUpdateNotFound},

@@ -32,6 +32,42 @@ func (s *Store) Get(ctx context.Context, id string) (*jobs.Job, error) {
 	return j, nil
 }
 
+// GetMany returns the jobs of ids that exist, in the order of ids, in one query.
+func (s *Store) GetMany(ctx context.Context, ids []string) ([]*jobs.Job, error) {
+	if s.closed.Load() {
+		return nil, jobs.ErrStoreClosed
+	}
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if u, err := uuid.Parse(id); err == nil {
+			valid = append(valid, u.String()) // id::text's form
+		}
+	}
+	if len(valid) == 0 {
+		return []*jobs.Job{}, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+jobColumns+` FROM tandem_jobs WHERE id = ANY($1::uuid[])`, valid)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: get %d jobs: %w", len(valid), err)
+	}
+	found, err := scanJobs(rows)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: get %d jobs: %w", len(valid), err)
+	}
+	byID := make(map[string]*jobs.Job, len(found))
+	for _, j := range found {
+		byID[j.ID] = j
+	}
+	out := make([]*jobs.Job, 0, len(found))
+	for _, id := range valid {
+		if j := byID[id]; j != nil {
+			out = append(out, j)
+			delete(byID, id) // an id named twice is returned once
+		}
+	}
+	return out, nil
+}
+
 // List returns the jobs that match f, newest first (ids are UUIDv7), a page at a time. The cursor
 // is the last id returned, in hex, as the bbolt store's is.
 func (s *Store) List(ctx context.Context, f jobs.Filter) ([]*jobs.Job, string, error) {

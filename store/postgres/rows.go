@@ -94,7 +94,7 @@ func decodeExtras(j *jobs.Job, b []byte) error {
 		j.Slot = e.Slot.UTC()
 	}
 	if p := e.Progress; p != nil {
-		j.Progress = &jobs.Progress{Percent: p.Percent, Message: p.Message, At: p.At.UTC()}
+		j.Progress = &jobs.ProgressReport{Percent: p.Percent, Message: p.Message, At: p.At.UTC()}
 	}
 	return nil
 }

@@ -271,6 +271,7 @@ async function refreshJob(id) {
   $('#job-cancel').disabled = finished;
   $('#job-retry').disabled = !['dead', 'canceled'].includes(j.state);
   $('#job-delete').disabled = !finished;
+  window.tandemFollow?.job(j, { api, token }); // live state and progress (follow.js)
 }
 
 async function jobAction(method, suffix) {
@@ -300,6 +301,7 @@ function route() {
 async function refresh() {
   const r = route();
   for (const v of ['overview', 'jobs', 'job']) $('#' + v).hidden = v !== r.view;
+  if (r.view !== 'job') window.tandemFollow?.stop();
   $('#login').hidden = true;
   try {
     if (r.view === 'overview') await refreshOverview();
