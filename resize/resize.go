@@ -178,6 +178,17 @@ func (r *Resizer) Controller(name string) (resize func(n int, reason string) (in
 	return resize, func() bool { return r.Pinned(name) }
 }
 
+// Size returns pool name's size.
+func (r *Resizer) Size(name string) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.pools[name]
+	if !ok {
+		return 0, fmt.Errorf("%w %q", ErrUnknownPool, name)
+	}
+	return t.size(), nil
+}
+
 // Follow marks pool name's size as derived from the limits: Limits resizes apply to it until an
 // operator sets its size. Called at start for a size left on auto, and by a reload that puts it
 // back to auto (after its Resize).
