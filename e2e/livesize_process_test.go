@@ -133,7 +133,8 @@ func TestBinaryFollowsCgroupV1Resize(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { load = runResizeLoad(p, stop) })
 	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	defer stopLoad()                   // the load ends before a t.Fatal leaves the test
+	defer stopLoad() // the load ends before a t.Fatal leaves the test
+
 	time.Sleep(300 * time.Millisecond) // let the load run at the old size first
 
 	write(cpu, "cpu.cfs_quota_us", "100000")
