@@ -311,12 +311,14 @@ func durRange(lo, hi time.Duration) func(any) (any, error) {
 	}
 }
 
-// offDuration accepts "off" or 0 (stored as 0) or a duration in range.
+// offDuration accepts "off" or a zero duration (stored as 0) or a duration in range.
 func offDuration(lo, hi time.Duration) func(any) (any, error) {
 	in := durRange(lo, hi)
 	return func(v any) (any, error) {
-		if s, ok := asString(v); ok && (strings.EqualFold(s, "off") || s == "0") {
-			return time.Duration(0), nil
+		if s, ok := asString(v); ok {
+			if d, err := time.ParseDuration(s); strings.EqualFold(s, "off") || (err == nil && d == 0) {
+				return time.Duration(0), nil
+			}
 		}
 		if b, ok := v.(bool); ok && !b { // YAML 1.1 reads a bare off as false
 			return time.Duration(0), nil
