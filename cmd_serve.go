@@ -177,11 +177,11 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		srv.SetReady(false) // readiness never says 200 with a listener gone
 	}
 
-	// Shutdown, in order (asynq's): stop following the limits; stop taking requests (readiness 503 at once, requests still
-	// served for server.shutdown_delay, then the listener closed and requests in flight finish up
-	// to server.shutdown_timeout), so no new job arrives; then stop the jobs runtime (no new
-	// leases, running jobs finish up to jobs.shutdown_timeout, the rest go back to ready); then the
-	// pools and the store. A second signal exits at once (waitForStop).
+	// Shutdown, in order (asynq's): stop following the limits; stop taking requests (readiness
+	// 503 at once, requests still served for server.shutdown_delay, then the listener closed and
+	// requests in flight finish up to server.shutdown_timeout), so no new job arrives; then stop
+	// the jobs runtime (no new leases, running jobs finish up to jobs.shutdown_timeout, the rest go
+	// back to ready); then the pools and the store. A second signal exits at once (waitForStop).
 	_ = notify.Stopping("draining")
 	lim.stop() // no resize from a limits change while the pools drain
 	log.Info("shutting down", "server_delay", cfg.Server.ShutdownDelay.String(), "server_timeout", cfg.Server.ShutdownTimeout.String(), "jobs_timeout", cfg.Jobs.ShutdownTimeout.String())
