@@ -17,6 +17,9 @@ import (
 // autoKeys print 0 as "auto".
 var autoKeys = map[string]bool{"server.threads": true, "jobs.concurrency": true, "runtime.gomaxprocs": true, "store.max_conns": true}
 
+// offKeys print a duration of 0 as "off".
+var offKeys = map[string]bool{"runtime.watch_interval": true}
+
 // secretKeys are never printed.
 var secretKeys = map[string]bool{"admin.token": true}
 
@@ -136,6 +139,9 @@ func childMap(parent *yaml.Node, name string) *yaml.Node {
 func printable(key string, v any) any {
 	switch x := v.(type) {
 	case time.Duration:
+		if x == 0 && offKeys[key] {
+			return "off"
+		}
 		return x.String()
 	case int:
 		if x == 0 && autoKeys[key] {

@@ -45,8 +45,9 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	if err != nil {
 		log.Warn("cpu and memory limits not detected; using the machine's", "err", err)
 	}
-	rt := sizing.Apply(res, sizing.Options{GOMAXPROCS: cfg.Sizing.GOMAXPROCS, GOMEMLIMITRatio: cfg.Sizing.GOMEMLIMITRatio,
-		Getenv: func(name string) string { return getenv(env, name) }})
+	sopts := sizing.Options{GOMAXPROCS: cfg.Sizing.GOMAXPROCS, GOMEMLIMITRatio: cfg.Sizing.GOMEMLIMITRatio,
+		Getenv: func(name string) string { return getenv(env, name) }}
+	rt := sizing.Apply(res, sopts)
 	sz := deriveSizes(cfg, rt)
 
 	mx := metrics.New(metrics.Options{})
@@ -114,7 +115,12 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	}})
 	sizes.Add("http", httpPool.Size, httpPool.Tune)
 	sizes.Add("jobs", jobPool.Size, runtime.Resize) // wakes the dispatcher to fill the room
-	scalers, admitted, err := startAutoscalers(ctx, cfg, rt, sizes, httpPool, runtime, mx, log)
+	// A change of the container's limits re-derives what is still on auto (limits.go).
+	lim, err := newLimits(cfg, res, rt, sopts, sizes, mx.LimitsChanged, log)
+	if err != nil {
+		return err
+	}
+	scalers, admitted, err := startAutoscalers(ctx, cfg, lim.gomaxprocs, sizes, httpPool, runtime, mx, log)
 	if err != nil {
 		return err
 	}
@@ -135,7 +141,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		BodyTimeout: cfg.Server.BodyTimeout, ShutdownDelay: cfg.Server.ShutdownDelay,
 		AccessLog: accessLog(cfg.Log.Access), SlowRequest: cfg.Log.SlowRequest,
 		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,
-		Sizing: sizingInfo(res, rt), MetricsAuth: cfg.Admin.MetricsAuth,
+		Sizing: lim.info, MetricsAuth: cfg.Admin.MetricsAuth,
 		Middleware: []func(http.Handler) http.Handler{mx.Middleware}, Metrics: mx.Handler(), OnShed: mx.Shed,
 		Resizer: sizes, Admitted: admitted, UI: web.Handler(),
 	})
@@ -156,6 +162,10 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		"http_addr", srv.Addr(), "admin_addr", srv.AdminAddr(),
 		"store_backend", cfg.Store.Backend, "store", st.where, "store_sync", storeSync(cfg.Store),
 		"node", runtime.Node(), "version", version)
+	if err := lim.start(ctx); err != nil {
+		log.Warn("limits not watched", "err", err)
+	}
+	defer lim.stop()
 	// A stuck bbolt file (a hung disk) stops the watchdog pings; a Postgres outage turns
 	// readiness off instead (openedStore.health says why).
 	notify := systemd.NewNotifier(systemd.NotifierOptions{Logger: log, Health: st.health})
@@ -166,17 +176,18 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	}
 	defer notify.Stop()
 
-	listenerErr := waitForStop(ctx, log, srv.Errors(), func() { reload(l, fs, env, logs, live{httpPool, sizes, srv}, log) })
+	listenerErr := waitForStop(ctx, log, srv.Errors(), func() { reload(l, fs, env, logs, live{httpPool, lim, srv}, log) })
 	if listenerErr != nil {
 		srv.SetReady(false) // readiness never says 200 with a listener gone
 	}
 
-	// Shutdown, in order (asynq's): stop taking requests (readiness 503 at once, requests still
-	// served for server.shutdown_delay, then the listener closed and requests in flight finish up
-	// to server.shutdown_timeout), so no new job arrives; then stop the jobs runtime (no new
-	// leases, running jobs finish up to jobs.shutdown_timeout, the rest go back to ready); then the
-	// pools and the store. A second signal exits at once (waitForStop).
+	// Shutdown, in order (asynq's): stop following the limits; stop taking requests (readiness
+	// 503 at once, requests still served for server.shutdown_delay, then the listener closed and
+	// requests in flight finish up to server.shutdown_timeout), so no new job arrives; then stop
+	// the jobs runtime (no new leases, running jobs finish up to jobs.shutdown_timeout, the rest go
+	// back to ready); then the pools and the store. A second signal exits at once (waitForStop).
 	_ = notify.Stopping("draining")
+	lim.stop() // no resize from a limits change while the pools drain
 	log.Info("shutting down", "server_delay", cfg.Server.ShutdownDelay.String(), "server_timeout", cfg.Server.ShutdownTimeout.String(), "jobs_timeout", cfg.Jobs.ShutdownTimeout.String())
 	var errs []error
 	srvCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownDelay+cfg.Server.ShutdownTimeout)
@@ -319,8 +330,9 @@ func nullable[T int64 | float64](v T) any {
 type scaler interface{ Stop() }
 
 // startAutoscalers starts the controllers the configuration turns on, keyed by pool name, and
-// returns the middleware the HTTP one needs inside admission. On error none is left running.
-func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, sizes *resize.Resizer, httpPool *pool.Pool, jobsRT *jobs.Runtime, mx *metrics.Metrics, log *slog.Logger) (_ map[string]scaler, _ []func(http.Handler) http.Handler, err error) {
+// returns the middleware the HTTP one needs inside admission; cores is the current GOMAXPROCS (the
+// jobs controller's CPU budget, which follows a limits change). On error none is left running.
+func startAutoscalers(ctx context.Context, cfg Config, cores func() int, sizes *resize.Resizer, httpPool *pool.Pool, jobsRT *jobs.Runtime, mx *metrics.Metrics, log *slog.Logger) (_ map[string]scaler, _ []func(http.Handler) http.Handler, err error) {
 	out := map[string]scaler{}
 	defer func() {
 		if err != nil {
@@ -345,7 +357,7 @@ func startAutoscalers(ctx context.Context, cfg Config, rt sizing.Settings, sizes
 	if b := cfg.Jobs.Autoscale; b.Enabled() {
 		apply, paused := sizes.Controller("jobs")
 		j, err := autoscale.NewJobs(autoscale.JobsOptions{Resize: apply, Paused: paused, Bounds: autoscale.Bounds{Min: b.Min, Max: b.Max}, Pool: jobsRT.Pool(),
-			Backlog: jobsRT.ReadyBacklog, Cores: rt.GOMAXPROCS, Quiet: b.Quiet, Logger: log})
+			Backlog: jobsRT.ReadyBacklog, CoresNow: cores, Quiet: b.Quiet, Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -65,6 +65,7 @@ type LogConfig struct {
 type SizingConfig struct {
 	GOMAXPROCS      int // 0 = auto
 	GOMEMLIMITRatio float64
+	WatchInterval   time.Duration // how often the limits are read again; 0 = off
 }
 
 // StoreConfig is the store section: Backend says which of the other fields apply (Path,
@@ -157,6 +158,7 @@ var options = []option{
 	{"log.slow_request", "log.access errors also logs requests slower than this", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Log.SlowRequest = v.(time.Duration) }},
 	{"runtime.gomaxprocs", "GOMAXPROCS (auto = floor(cpus), at least 1)", autoInt(1, 1024), func(c *Config, v any) { c.Sizing.GOMAXPROCS = v.(int) }},
 	{"runtime.gomemlimit_ratio", "GOMEMLIMIT as a fraction of the memory limit", floatRange(0.1, 1), func(c *Config, v any) { c.Sizing.GOMEMLIMITRatio = v.(float64) }},
+	{"runtime.watch_interval", "how often the CPU and memory limits are read again to follow a live resize (off: never)", offDuration(100*time.Millisecond, time.Hour), func(c *Config, v any) { c.Sizing.WatchInterval = v.(time.Duration) }},
 	{"store.backend", "bbolt (one process, a local file) or postgres (replicas share one queue)", enum("bbolt", "postgres"), func(c *Config, v any) { c.Store.Backend = v.(string) }},
 	{"store.path", "database file", pathValue, func(c *Config, v any) { c.Store.Path = v.(string) }},
 	{"store.open_timeout", "wait for the store at start (bbolt: the file lock; postgres: the database)", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Store.OpenTimeout = v.(time.Duration) }},
@@ -308,6 +310,26 @@ func durRange(lo, hi time.Duration) func(any) (any, error) {
 		d, err := time.ParseDuration(s)
 		if !ok || err != nil || d < lo || d > hi {
 			return nil, fmt.Errorf("must be a duration from %s to %s, like 250ms, 5s or 2m", lo, hi)
+		}
+		return d, nil
+	}
+}
+
+// offDuration accepts "off" or a zero duration (stored as 0) or a duration in range.
+func offDuration(lo, hi time.Duration) func(any) (any, error) {
+	in := durRange(lo, hi)
+	return func(v any) (any, error) {
+		if s, ok := asString(v); ok {
+			if d, err := time.ParseDuration(s); strings.EqualFold(s, "off") || (err == nil && d == 0) {
+				return time.Duration(0), nil
+			}
+		}
+		if b, ok := v.(bool); ok && !b { // YAML 1.1 reads a bare off as false
+			return time.Duration(0), nil
+		}
+		d, err := in(v)
+		if err != nil {
+			return nil, fmt.Errorf("must be off or a duration from %s to %s, like 5s", lo, hi)
 		}
 		return d, nil
 	}

@@ -108,7 +108,8 @@ func TestConfigLayers(t *testing.T) {
 	file := filepath.Join(dir, "config.yaml")
 	writeFile(t, file, "server:\n  threads: 7\n  backlog: 11\njobs:\n  concurrency: 3\n")
 	r := runCmd(t,
-		[]string{"TANDEM_SERVER_BACKLOG=12", "TANDEM_JOBS_CONCURRENCY=4", "TANDEM_SERVER_QUEUE_TIMEOUT=3s", "TANDEM_LOG_LEVEL=warn", "TANDEM_LOG_LEVEL=error"},
+		[]string{"TANDEM_SERVER_BACKLOG=12", "TANDEM_JOBS_CONCURRENCY=4", "TANDEM_SERVER_QUEUE_TIMEOUT=3s", "TANDEM_LOG_LEVEL=warn", "TANDEM_LOG_LEVEL=error",
+			"TANDEM_RUNTIME_WATCH_INTERVAL=0s"},
 		"config", "--config", file, "--sources", "--concurrency=5")
 	if r.code != 0 {
 		t.Fatalf("config: %+v", r)
@@ -121,6 +122,7 @@ func TestConfigLayers(t *testing.T) {
 		"concurrency: 5 # flag --concurrency",
 		"addr: :8080 # default",
 		"pin_cpus: true # default",
+		`watch_interval: "off" # env TANDEM_RUNTIME_WATCH_INTERVAL`,
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("config --sources lacks %q:\n%s", want, r.stdout)
@@ -175,6 +177,8 @@ func TestInvalidConfig(t *testing.T) {
 		{"max_conns 1", "", nil, []string{"--store.max_conns=1"}, []string{"store.max_conns", "auto or an integer from 2 to 1000"}},
 		{"rescue_after 0", "", []string{"TANDEM_JOBS_RESCUE_AFTER=0s"}, nil, []string{"jobs.rescue_after", "from 100ms to 24h"}},
 		{"node name with a space", "", []string{"TANDEM_NODE_NAME=web 1"}, nil, []string{"node.name", "without spaces"}},
+		{"watch interval too short", "", []string{"TANDEM_RUNTIME_WATCH_INTERVAL=1ms"}, nil, []string{"runtime.watch_interval", "off or a duration from 100ms to 1h"}},
+		{"watch interval not a duration", "runtime:\n  watch_interval: often\n", nil, nil, []string{"runtime.watch_interval", `"often"`, "off or a duration"}},
 		{"malformed yaml", "server: [\n", nil, nil, []string{"config file $FILE"}},
 		{"bad cron expression", "jobs:\n  periodic:\n    - {name: a, kind: noop, schedule: '@every 1s'}\n    - {name: b, kind: noop, schedule: '61 * * * *'}\n", nil, nil,
 			[]string{"jobs.periodic[1].schedule (from file $FILE)", `"61 * * * *"`, "bad schedule", "above maximum"}},

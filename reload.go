@@ -6,15 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/tandem-run/tandem/pool"
-	"github.com/tandem-run/tandem/resize"
 	"github.com/tandem-run/tandem/server"
-	"github.com/tandem-run/tandem/sizing"
 )
 
 // logging is the process logger with a level that SIGHUP can change.
@@ -49,7 +46,7 @@ var liveKeys = map[string]bool{
 // live is what SIGHUP can change in the running process.
 type live struct {
 	httpPool *pool.Pool // for its backlog; sizes go through the door
-	sizes    *resize.Resizer
+	limits   *limits    // sizes, through the door, never across a limits change
 	srv      *server.Server
 }
 
@@ -88,25 +85,14 @@ func reload(start *Loaded, fs *pflag.FlagSet, env []string, logs logging, to liv
 }
 
 func applyLive(key string, v any, logs logging, to live) error {
-	gomaxprocs := runtime.GOMAXPROCS(0)
 	switch key {
 	case "server.threads":
-		n := v.(int)
-		if n == 0 {
-			n = sizing.DefaultThreads(gomaxprocs)
-		}
-		_, err := to.sizes.Resize(context.Background(), "http", n, resize.Reload)
-		return err
+		return to.limits.resizeConfigured(context.Background(), "http", v.(int)) // auto follows the limits again
 	case "server.backlog":
 		_, err := to.httpPool.SetBacklog(v.(int))
 		return err
 	case "jobs.concurrency":
-		n := v.(int)
-		if n == 0 {
-			n = sizing.DefaultConcurrency(gomaxprocs)
-		}
-		_, err := to.sizes.Resize(context.Background(), "jobs", n, resize.Reload) // wakes the dispatcher
-		return err
+		return to.limits.resizeConfigured(context.Background(), "jobs", v.(int)) // wakes the dispatcher
 	case "log.level":
 		logs.level.Set(parseLevel(v.(string)))
 		return nil
@@ -118,15 +104,4 @@ func applyLive(key string, v any, logs logging, to live) error {
 		return nil
 	}
 	return fmt.Errorf("%s cannot change live", key)
-}
-
-// sizingInfo returns the function the admin API calls for /admin/runtime's sizing fields.
-func sizingInfo(res sizing.Resources, rt sizing.Settings) func() server.SizingInfo {
-	return func() server.SizingInfo {
-		return server.SizingInfo{
-			GOMAXPROCS: rt.GOMAXPROCS, GOMAXPROCSSource: rt.GOMAXPROCSSource,
-			CPUQuota: res.CPUQuota, CPUsAllowed: res.CPUsAllowed,
-			MemoryLimit: res.MemoryLimit, GOMEMLIMIT: rt.GOMEMLIMIT,
-		}
-	}
 }

@@ -230,6 +230,40 @@ func TestJobsGrowsHoldsAndShrinks(t *testing.T) {
 	}
 }
 
+// TestJobsCoresFollowTheLimit: the same CPU use (0.9 s a second) leaves room on 2 cores and none
+// on 1, so the pool grows while CoresNow says 2 and holds once it says 1.
+func TestJobsCoresFollowTheLimit(t *testing.T) {
+	p := &fakePool{size: 2}
+	var cpu time.Duration
+	var cores atomic.Int64
+	cores.Store(2)
+	j, err := NewJobs(JobsOptions{Bounds: Bounds{1, 64}, Pool: p, Resize: tune(p), CoresNow: func() int { return int(cores.Load()) },
+		Backlog: func() int { return 100 }, CPU: func() time.Duration { return cpu }, Logger: quiet, CPUWait: func() float64 { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tick := func(i int) {
+		p.running = p.size
+		cpu += 900 * time.Millisecond
+		j.Tick(now.Add(time.Duration(i) * time.Second))
+	}
+	j.Tick(now)
+	tick(1)
+	tick(2)
+	if p.size <= 2 {
+		t.Fatalf("on 2 cores at 45%% the pool stayed at %d", p.size)
+	}
+	cores.Store(1)
+	grown := p.size
+	for i := 3; i <= 6; i++ {
+		tick(i)
+	}
+	if p.size != grown {
+		t.Fatalf("on 1 core at 90%% the pool went from %d to %d", grown, p.size)
+	}
+}
+
 // TestJobsRealPool drives the controller's own loop against a real pool running real sleeping
 // tasks: it grows past its minimum while tasks wait, never past max.
 func TestJobsRealPool(t *testing.T) {

@@ -26,8 +26,11 @@ type JobsOptions struct {
 	Backlog func() int
 	// CPU returns the process's CPU time so far; default: getrusage of this process.
 	CPU func() time.Duration
-	// Cores is the CPU budget (GOMAXPROCS). Required.
+	// Cores is the CPU budget (GOMAXPROCS). Required unless CoresNow is set.
 	Cores int
+	// CoresNow, when set, is read each tick instead of Cores, so that the budget follows a live
+	// change of the CPU limit (tandem passes the GOMAXPROCS it keeps current). Optional.
+	CoresNow func() int
 	// BusyShare is the share of Cores above which the pool stops growing. Default 0.85.
 	BusyShare float64
 	// CPUWait returns how long runnable goroutines waited for a CPU during the last tick (a
@@ -63,7 +66,7 @@ func NewJobs(opts JobsOptions) (*Jobs, error) {
 	if err := opts.Bounds.validate(); err != nil {
 		return nil, err
 	}
-	if opts.Pool == nil || opts.Resize == nil || opts.Backlog == nil || opts.Cores < 1 {
+	if opts.Pool == nil || opts.Resize == nil || opts.Backlog == nil || (opts.Cores < 1 && opts.CoresNow == nil) {
 		return nil, errors.New("autoscale: Pool, Resize, Backlog and Cores are required")
 	}
 	opts.Name = cmp.Or(opts.Name, "jobs")
@@ -112,10 +115,14 @@ func (j *Jobs) Tick(now time.Time) {
 		j.usage.tick(now, true, j.pool.Running())
 		return
 	}
+	cores := j.opts.Cores
+	if j.opts.CoresNow != nil {
+		cores = max(j.opts.CoresNow(), 1)
+	}
 	wall := now.Sub(j.lastTick)
 	used := 0.0
 	if wall > 0 {
-		used = (cpu - j.lastCPU).Seconds() / wall.Seconds() / float64(j.opts.Cores)
+		used = (cpu - j.lastCPU).Seconds() / wall.Seconds() / float64(cores)
 	}
 	j.lastTick, j.lastCPU = now, cpu
 	size, running := j.pool.Size(), j.pool.Running()
@@ -141,7 +148,7 @@ func (j *Jobs) Tick(now time.Time) {
 			want, step = max(fed, size+1), fmt.Sprintf("as many as the spare CPU feeds (%d)", fed)
 		}
 		j.apply(want, fmt.Sprintf("%d jobs waiting, all %d workers busy, CPU %.0f%% of %d cores: %s",
-			waiting, size, used*100, j.opts.Cores, step))
+			waiting, size, used*100, cores, step))
 	case shrinkTo > 0 && shrinkTo < size:
 		j.apply(shrinkTo, fmt.Sprintf("quiet for %s: no jobs waiting, at most %d of %d workers busy", j.opts.Quiet, shrinkTo/2, size))
 	}

@@ -182,6 +182,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 	do(t, ctx, chromedp.SendKeys(chromedp.CSS("#token"), dashToken), chromedp.Click(chromedp.CSS("#login-form button")))
 	waitJS(t, ctx, "pool sizes", `document.querySelector('#pool-jobs .size')?.textContent === '2' && document.querySelector('#pool-http .size')?.textContent === '5'`)
 	waitJS(t, ctx, "runtime", `document.querySelector('#runtime').textContent.includes('GOMAXPROCS')`)
+	waitJS(t, ctx, "the limits watch in the runtime panel", `document.querySelector('#runtime').textContent.includes('every 5s') && document.querySelector('#runtime').textContent.includes('none since start')`)
 	waitJS(t, ctx, "the change-token link", `document.querySelector('#logout').offsetParent !== null`)
 
 	// The Nodes panel lists this process (bbolt: alone, leading) by its default name, hostname:pid.

@@ -18,7 +18,8 @@
 //	tandem_queue_jobs {queue,state}                      running: a worker runs it; prefetched: leased, waiting for one
 //	tandem_store_commit_seconds                          histogram, one per group commit
 //	tandem_store_commit_requests                         histogram, requests per commit
-//	tandem_pool_resizes_total {pool,by,direction}          size changes; by = admin, reload or autoscale
+//	tandem_pool_resizes_total {pool,by,direction}          size changes; by = admin, reload, autoscale or limits
+//	tandem_limits_changes_total {limit}                  changes of the container's limits followed live; cpu | memory
 //	plus the Go runtime and process collectors.
 package metrics
 
@@ -62,6 +63,7 @@ type Metrics struct {
 	bulk       *prometheus.CounterVec
 	fired      *prometheus.CounterVec // slots of the periodic schedules fired
 	skipped    *prometheus.CounterVec // and skipped
+	limits     *prometheus.CounterVec
 
 	// Children of the request path's vectors, cached so a request costs map lookups, not label
 	// hashing and allocation.
@@ -102,12 +104,13 @@ func New(opts Options) *Metrics {
 	m.queueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tandem_job_queue_wait_seconds", Help: "Time from a job's due time to its start.", Buckets: latency}, []string{"queue"})
 	m.commitDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_commit_seconds", Help: "Duration of one group commit, fsync included.", Buckets: latency})
 	m.commitReqs = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_commit_requests", Help: "Requests (enqueues, leases, acknowledgements) sharing one commit.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}})
-	m.resizes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_pool_resizes_total", Help: "Pool size changes, by who made them (admin, reload, autoscale)."}, []string{"pool", "by", "direction"})
+	m.resizes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_pool_resizes_total", Help: "Pool size changes, by who made them (admin, reload, autoscale, limits)."}, []string{"pool", "by", "direction"})
 	m.bulk = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_jobs_bulk_changed_total", Help: "Jobs changed by bulk actions (admin API, CLI, dashboard), by action."}, []string{"action"})
 	m.fired = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_periodic_fired_total", Help: "Slots of a periodic schedule whose job this process made."}, []string{"name"})
 	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_periodic_skipped_total", Help: "Slots of a periodic schedule missed while no process ran (or while this one stalled) and not caught up."}, []string{"name"})
+	m.limits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_limits_changes_total", Help: "Changes of the container's CPU or memory limit that tandem followed while running."}, []string{"limit"})
 	m.reg.MustRegister(m.httpReqs, m.httpDur, m.shed, m.enqueued, m.started, m.finished, m.runTime, m.queueWait,
-		m.commitDur, m.commitReqs, m.resizes, m.bulk, m.fired, m.skipped, &scrapeCollector{m},
+		m.commitDur, m.commitReqs, m.resizes, m.bulk, m.fired, m.skipped, m.limits, &scrapeCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -150,7 +153,7 @@ func (m *Metrics) ObserveCommit(d time.Duration, requests int) {
 	m.commitReqs.Observe(float64(requests))
 }
 
-// Resized counts a pool size change, by who made it (admin, reload, autoscale: resize.Source).
+// Resized counts a pool size change, by who made it (admin, reload, autoscale, limits: resize.Source).
 func (m *Metrics) Resized(poolName, by string, oldSize, newSize int) {
 	dir := "up"
 	if newSize < oldSize {
@@ -158,6 +161,10 @@ func (m *Metrics) Resized(poolName, by string, oldSize, newSize int) {
 	}
 	m.resizes.WithLabelValues(poolName, by, dir).Inc()
 }
+
+// LimitsChanged counts a change of the container's limits that was followed: limit is "cpu" (the
+// quota or the affinity) or "memory".
+func (m *Metrics) LimitsChanged(limit string) { m.limits.WithLabelValues(limit).Inc() }
 
 // Middleware counts requests by route pattern, method and code. It must wrap a chi router whose
 // route context is readable after the router ran (tandem's server seeds it).

@@ -55,6 +55,24 @@ func TestScrapeHasFamilies(t *testing.T) {
 	}
 }
 
+// TestLimitsChangesCounted: each followed change of the limits is one count under its limit, and a
+// pool resized for it counts under by="limits".
+func TestLimitsChangesCounted(t *testing.T) {
+	m := New(Options{})
+	m.LimitsChanged("cpu")
+	m.LimitsChanged("cpu")
+	m.LimitsChanged("memory")
+	m.Resized("http", "limits", 5, 3)
+	w := httptest.NewRecorder()
+	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`tandem_limits_changes_total{limit="cpu"} 2`, `tandem_limits_changes_total{limit="memory"} 1`,
+		`tandem_pool_resizes_total{by="limits",direction="down",pool="http"} 1`} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+}
+
 // BenchmarkScrape: one /metrics scrape with 10 queues and 20 kinds (target under 5 ms), the way
 // Prometheus does it: over loopback HTTP, plain text or gzip (Prometheus asks for gzip).
 func BenchmarkScrape(b *testing.B) {

@@ -7,6 +7,10 @@
 // The pin rule, in one place: a size an operator asked for (Admin, Reload) pins an autoscaled
 // pool, so its controller leaves it alone until Unpin; an autoscaler's own change (Autoscale) is
 // refused with ErrPinned while the pool is pinned. A pool with no autoscaler is never pinned.
+//
+// The follow rule, beside it: a pool whose size was derived from the CPU limit (marked by Follow)
+// follows a change of that limit (Limits) until an operator sets its size (Admin, Reload); a pool
+// an autoscaler runs never does, its controller owns the size.
 package resize
 
 import (
@@ -31,6 +35,14 @@ const (
 	Reload Source = "reload"
 	// Autoscale is a pool's controller. It is refused while the pool is pinned.
 	Autoscale Source = "autoscale"
+	// Limits is a change of the container's CPU limit, re-deriving a size left on auto. It is
+	// refused (ErrNotAuto) for a pool an operator sized or an autoscaler runs.
+	Limits Source = "limits"
+	// Config is SetBy's answer for a size from the configuration at start.
+	Config Source = "config"
+	// Auto is SetBy's answer for a size derived from the limits (Follow), at start or by a reload
+	// back to auto.
+	Auto Source = "auto"
 )
 
 // Errors callers branch on.
@@ -41,6 +53,9 @@ var (
 	ErrPinned = errors.New("pool pinned by a manual resize")
 	// ErrInvalidSize means the size is outside 1..pool.MaxSize.
 	ErrInvalidSize = errors.New("invalid pool size")
+	// ErrNotAuto means a limits change asked to resize a pool whose size is not derived from the
+	// limits: an operator set it, or an autoscaler runs it.
+	ErrNotAuto = errors.New("pool size not on auto")
 )
 
 // Change is one applied resize, as OnChange sees it.
@@ -70,6 +85,8 @@ type target struct {
 	apply      func(n int) (old int, err error)
 	autoscaled bool
 	pinned     bool
+	follows    bool   // the size is derived from the limits (Follow) and no operator changed it since
+	by         Source // who set the current size
 }
 
 // New returns a Resizer with no pools.
@@ -86,7 +103,7 @@ func New(opts Options) *Resizer {
 func (r *Resizer) Add(name string, size func() int, apply func(n int) (int, error)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.pools[name] = &target{size: size, apply: apply}
+	r.pools[name] = &target{size: size, apply: apply, by: Config}
 }
 
 // Resize sets pool name to n on behalf of by and returns the size it had. attrs are added to the
@@ -106,6 +123,10 @@ func (r *Resizer) Resize(ctx context.Context, name string, n int, by Source, att
 		r.mu.Unlock()
 		return t.size(), fmt.Errorf("resize %s: %w", name, ErrPinned)
 	}
+	if by == Limits && (!t.follows || t.autoscaled) {
+		r.mu.Unlock()
+		return t.size(), fmt.Errorf("resize %s: %w", name, ErrNotAuto)
+	}
 	// The lock is held across apply so that two resizes of one pool cannot interleave their
 	// apply and their pin; apply is quick (ants' Tune, a channel send).
 	old, err := t.apply(n)
@@ -116,6 +137,12 @@ func (r *Resizer) Resize(ctx context.Context, name string, n int, by Source, att
 	pinnedNow := t.autoscaled && !t.pinned && (by == Admin || by == Reload)
 	if pinnedNow {
 		t.pinned = true
+	}
+	if by == Admin || by == Reload {
+		t.follows = false // an operator's number stays, whatever the limits do
+	}
+	if old != n || by == Admin || by == Reload {
+		t.by = by
 	}
 	r.mu.Unlock()
 
@@ -149,6 +176,51 @@ func (r *Resizer) Controller(name string) (resize func(n int, reason string) (in
 		return r.Resize(context.Background(), name, n, Autoscale, slog.String("reason", reason))
 	}
 	return resize, func() bool { return r.Pinned(name) }
+}
+
+// Size returns pool name's size.
+func (r *Resizer) Size(name string) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.pools[name]
+	if !ok {
+		return 0, fmt.Errorf("%w %q", ErrUnknownPool, name)
+	}
+	return t.size(), nil
+}
+
+// Follow marks pool name's size as derived from the limits: Limits resizes apply to it until an
+// operator sets its size. Called at start for a size left on auto, and by a reload that puts it
+// back to auto (after its Resize).
+func (r *Resizer) Follow(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.pools[name]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownPool, name)
+	}
+	t.follows, t.by = true, Auto
+	return nil
+}
+
+// Follows reports whether pool name follows the limits: its size is on auto and no autoscaler
+// runs it.
+func (r *Resizer) Follows(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.pools[name]
+	return ok && t.follows && !t.autoscaled
+}
+
+// SetBy says who set pool name's current size: Config or Auto at start, then the Source of the
+// last resize that changed it ("" for an unknown pool).
+func (r *Resizer) SetBy(name string) Source {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.pools[name]; ok {
+		return t.by
+	}
+	return ""
 }
 
 // Autoscaled reports whether a controller runs pool name.

@@ -105,6 +105,56 @@ func TestPinRule(t *testing.T) {
 	}
 }
 
+// TestFollowRule: a pool on auto follows Limits resizes until an operator (Admin, Reload) sets
+// its size, and again after Follow; a pool sized by the configuration, or run by an autoscaler,
+// never does. SetBy names who set the size each time.
+func TestFollowRule(t *testing.T) {
+	ctx := context.Background()
+	for _, by := range []Source{Admin, Reload} {
+		t.Run(string(by), func(t *testing.T) {
+			r, p, logs, changes := setup(t)
+			if _, err := r.Resize(ctx, "p", 3, Limits); !errors.Is(err, ErrNotAuto) || p.Size() != 2 || r.SetBy("p") != Config {
+				t.Fatalf("a configured size followed the limits: err %v, size %d, set by %q", err, p.Size(), r.SetBy("p"))
+			}
+			if err := r.Follow("p"); err != nil || !r.Follows("p") || r.SetBy("p") != Auto {
+				t.Fatalf("Follow: err %v, follows %v, set by %q", err, r.Follows("p"), r.SetBy("p"))
+			}
+			if _, err := r.Resize(ctx, "p", 1, Limits); err != nil || p.Size() != 1 || r.SetBy("p") != Limits || !r.Follows("p") {
+				t.Fatalf("limits resize: err %v, size %d, set by %q", err, p.Size(), r.SetBy("p"))
+			}
+			if c := (*changes)[len(*changes)-1]; c != (Change{Pool: "p", Old: 2, New: 1, By: Limits}) || !strings.Contains(logs.String(), "by=limits") {
+				t.Fatalf("change %+v, log %q", c, logs)
+			}
+			if _, err := r.Resize(ctx, "p", 1, by); err != nil || r.Follows("p") || r.SetBy("p") != by {
+				t.Fatalf("%s, even to the same size, stops the following: follows %v, set by %q", by, r.Follows("p"), r.SetBy("p"))
+			}
+			if _, err := r.Resize(ctx, "p", 4, Limits); !errors.Is(err, ErrNotAuto) || p.Size() != 1 {
+				t.Fatalf("limits over an operator's size: err %v, size %d", err, p.Size())
+			}
+			if err := r.Follow("p"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Resize(ctx, "p", 4, Limits); err != nil || p.Size() != 4 {
+				t.Fatalf("after Follow again: err %v, size %d", err, p.Size())
+			}
+		})
+	}
+	t.Run("autoscaled", func(t *testing.T) {
+		r, p, _, _ := setup(t)
+		_ = r.Follow("p")
+		apply, _ := r.Controller("p")
+		if _, err := r.Resize(ctx, "p", 5, Limits); !errors.Is(err, ErrNotAuto) || p.Size() != 2 || r.Follows("p") {
+			t.Fatalf("limits fought the autoscaler: err %v, size %d, follows %v", err, p.Size(), r.Follows("p"))
+		}
+		if _, err := apply(3, "grow"); err != nil || r.SetBy("p") != Autoscale {
+			t.Fatalf("autoscale: err %v, set by %q", err, r.SetBy("p"))
+		}
+	})
+	if err := New(Options{}).Follow("nope"); !errors.Is(err, ErrUnknownPool) {
+		t.Errorf("Follow of an unknown pool: %v", err)
+	}
+}
+
 // TestApplyIsThePoolsOwn: the jobs pool's apply function is the runtime's Resize, so whatever it does
 // besides Tune (wake the dispatcher) happens for every source.
 func TestApplyIsThePoolsOwn(t *testing.T) {

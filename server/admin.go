@@ -124,9 +124,11 @@ func (s *Server) runtimeInfo(w http.ResponseWriter, r *http.Request) {
 		"gomaxprocs": runtime.GOMAXPROCS(0), "gomaxprocs_source": info.GOMAXPROCSSource,
 		"cpu_quota": nullIfZero(info.CPUQuota), "cpus_allowed": info.CPUsAllowed, "num_cpu": runtime.NumCPU(),
 		"memory_limit": nullIfZero(info.MemoryLimit), "gomemlimit": nullIfZero(info.GOMEMLIMIT),
+		"gomemlimit_source": info.GOMEMLIMITSource, "cpus": info.CPUs,
+		"limits_watch_interval": watchInterval(info.WatchInterval), "limits_changes": info.LimitsChanges,
+		"last_limits_change": info.LastLimitsChange.view(), "uptime_seconds": time.Since(s.started).Seconds(),
 		"goroutines": runtime.NumGoroutine(), "waiters": s.Waiters(), "heap_alloc_bytes": ms.HeapAlloc, "heap_sys_bytes": ms.HeapSys,
-		"uptime_seconds": time.Since(s.started).Seconds(), "started_at": s.started.UTC(),
-		"version": s.opts.Version, "go_version": runtime.Version(),
+		"started_at": s.started.UTC(), "version": s.opts.Version, "go_version": runtime.Version(),
 	})
 }
 
@@ -146,6 +148,11 @@ type poolView struct {
 	Rejected  uint64 `json:"rejected"`
 	Pinned    bool   `json:"pinned"`
 	Autoscale bool   `json:"autoscale"`
+	// SizeSource says who set the size: config, auto (derived from the limits), admin, reload,
+	// autoscale or limits (re-derived after the limits changed).
+	SizeSource string `json:"size_source"`
+	// FollowsLimits: the size is on auto and will follow a change of the CPU limit.
+	FollowsLimits bool `json:"follows_limits"`
 }
 
 func (s *Server) viewPool(name string, p *pool.Pool) poolView {
@@ -155,6 +162,7 @@ func (s *Server) viewPool(name string, p *pool.Pool) poolView {
 		v.Backlog = &st.Backlog
 	}
 	v.Autoscale, v.Pinned = s.opts.Resizer.Autoscaled(name), s.opts.Resizer.Pinned(name)
+	v.SizeSource, v.FollowsLimits = string(s.opts.Resizer.SetBy(name)), s.opts.Resizer.Follows(name)
 	return v
 }
 

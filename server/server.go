@@ -40,6 +40,11 @@ type SizingInfo struct {
 	CPUsAllowed      int
 	MemoryLimit      int64 // bytes; 0 = no limit
 	GOMEMLIMIT       int64 // bytes set by tandem; 0 = none
+	GOMEMLIMITSource string
+	CPUs             float64       // min(CPUsAllowed, CPUQuota when set)
+	WatchInterval    time.Duration // how often the limits are read again; 0 = not followed
+	LimitsChanges    int           // changes of the limits followed since start
+	LastLimitsChange *LimitsChange // nil before the first
 }
 
 // Options configure a Server. Zero values mean the documented defaults.

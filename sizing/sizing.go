@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 )
 
 // Resources is what the process may use, read from its cgroup and CPU affinity.
@@ -15,6 +16,12 @@ type Resources struct {
 	CPUs          float64 // min(CPUsAllowed, CPUQuota when set)
 	MemoryLimit   int64   // bytes, from the cgroup memory limit; 0 = no limit
 	CgroupVersion int     // 1 or 2 for the hierarchy the CPU limit was read from; 0 when none was found
+}
+
+// Equal reports whether r and o are the same limits.
+func (r Resources) Equal(o Resources) bool {
+	return r.CPUQuota == o.CPUQuota && r.CPUsAllowed == o.CPUsAllowed && r.CPUs == o.CPUs &&
+		r.MemoryLimit == o.MemoryLimit && r.CgroupVersion == o.CgroupVersion && slices.Equal(r.AllowedCPUs, o.AllowedCPUs)
 }
 
 // DetectOptions say where to read from. The zero value reads the running process.
@@ -100,6 +107,29 @@ type Settings struct {
 // value, then GOMAXPROCSFor(r.CPUs). For GOMEMLIMIT: the GOMEMLIMIT environment variable, then
 // ratio x r.MemoryLimit when there is a limit, else Go's default (no limit).
 func Apply(r Resources, c Options) Settings {
+	return Reapply(Settings{}, r, c)
+}
+
+// Reapply is Apply after the limits changed from what prev was derived from: the same
+// precedence, so a value from the environment or the configuration stays as it is, and a
+// GOMEMLIMIT tandem set from a memory limit that is gone goes back to Go's default (no limit).
+func Reapply(prev Settings, r Resources, c Options) Settings {
+	s := Derive(r, c)
+	if s.GOMAXPROCSSource != "env" {
+		runtime.GOMAXPROCS(s.GOMAXPROCS) // a no-op when it is already that
+	}
+	switch {
+	case s.GOMEMLIMITSource == "cgroup":
+		debug.SetMemoryLimit(s.GOMEMLIMIT)
+	case s.GOMEMLIMITSource == "none" && prev.GOMEMLIMITSource == "cgroup":
+		debug.SetMemoryLimit(math.MaxInt64)
+	}
+	return s
+}
+
+// Derive says what Apply would set, and why, without setting it. With GOMAXPROCS or GOMEMLIMIT
+// in the environment it reports the runtime's current value.
+func Derive(r Resources, c Options) Settings {
 	if c.Getenv == nil {
 		c.Getenv = os.Getenv
 	}
@@ -118,14 +148,11 @@ func Apply(r Resources, c Options) Settings {
 			s.GOMAXPROCSSource = "cgroup"
 		}
 	}
-	runtime.GOMAXPROCS(s.GOMAXPROCS)
-
 	switch {
 	case c.Getenv("GOMEMLIMIT") != "":
 		s.GOMEMLIMIT, s.GOMEMLIMITSource = debug.SetMemoryLimit(-1), "env"
 	case r.MemoryLimit > 0:
 		s.GOMEMLIMIT, s.GOMEMLIMITSource = int64(float64(r.MemoryLimit)*c.GOMEMLIMITRatio), "cgroup"
-		debug.SetMemoryLimit(s.GOMEMLIMIT)
 	default:
 		s.GOMEMLIMITSource = "none"
 	}

@@ -1,6 +1,7 @@
 // tandem's dashboard: polls the admin API every 1.5 s, with the token from sessionStorage. With no
 // admin.token configured the API answers without one, and no token is asked for.
 import { renderPeriodic } from './periodic.js';
+import { limitsRows } from './limits.js';
 
 const $ = (s) => document.querySelector(s);
 const api = '/admin/api/v1';
@@ -175,7 +176,8 @@ function renderRuntime(r) {
     ['GOMAXPROCS', `${r.gomaxprocs} (from ${r.gomaxprocs_source})`],
     ['CPU quota', r.cpu_quota === null ? 'no limit' : `${r.cpu_quota} cores`],
     ['CPUs allowed', `${r.cpus_allowed} of ${r.num_cpu}`],
-    ['memory limit', bytes(r.memory_limit)], ['GOMEMLIMIT', bytes(r.gomemlimit)],
+    ['memory limit', bytes(r.memory_limit)], ['GOMEMLIMIT', `${bytes(r.gomemlimit)} (from ${r.gomemlimit_source})`],
+    ...limitsRows(r, { ago, bytes }),
     ['goroutines', r.goroutines], ['heap', bytes(r.heap_alloc_bytes)],
     ['uptime', `${Math.floor(r.uptime_seconds)} s`], ['version', `${r.version} (${r.go_version})`],
   ];
