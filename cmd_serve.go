@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +50,16 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		Getenv: func(name string) string { return getenv(env, name) }}
 	rt := sizing.Apply(res, sopts)
 	sz := deriveSizes(cfg, rt)
+	// GOGC from the live heap (sizing.HeapFloor): its loop runs until serve returns.
+	floor := int64(cfg.Sizing.HeapFloor)
+	if floor == 0 {
+		floor = -1 // off
+	}
+	gc := sizing.NewHeapFloor(sizing.HeapFloorOptions{Floor: floor, Getenv: func(name string) string { return getenv(env, name) }})
+	gcCtx, stopGC := context.WithCancel(context.WithoutCancel(ctx))
+	var gcLoop sync.WaitGroup
+	gcLoop.Go(func() { gc.Run(gcCtx) })
+	defer func() { stopGC(); gcLoop.Wait() }()
 
 	mx := metrics.New(metrics.Options{})
 	st, err := openStore(ctx, cfg.Store, log, mx)
@@ -120,6 +131,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	lim.gc = gc
 	scalers, admitted, err := startAutoscalers(ctx, cfg, lim.gomaxprocs, sizes, httpPool, runtime, mx, log)
 	if err != nil {
 		return err
@@ -155,7 +167,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	srv.SetReady(true)
 
 	log.Info("tandem started",
-		"gomaxprocs", rt.GOMAXPROCS, "gomaxprocs_source", rt.GOMAXPROCSSource,
+		"gomaxprocs", rt.GOMAXPROCS, "gomaxprocs_source", rt.GOMAXPROCSSource, "gogc_source", gcSource(gc),
 		"cpu_quota", nullable(res.CPUQuota), "cpus_allowed", res.CPUsAllowed,
 		"memory_limit", nullable(res.MemoryLimit), "gomemlimit", nullable(rt.GOMEMLIMIT),
 		"threads", sz.threads, "concurrency", sz.concurrency,
@@ -370,4 +382,10 @@ func startAutoscalers(ctx context.Context, cfg Config, cores func() int, sizes *
 		mx.RegisterPinned(name, func() bool { return sizes.Pinned(name) })
 	}
 	return out, admitted, nil
+}
+
+// gcSource is the start line's gogc_source: where GOGC comes from (its value moves with the heap).
+func gcSource(gc *sizing.HeapFloor) string {
+	_, src := gc.GOGC()
+	return src
 }

@@ -66,6 +66,7 @@ type SizingConfig struct {
 	GOMAXPROCS      int // 0 = auto
 	GOMEMLIMITRatio float64
 	WatchInterval   time.Duration // how often the limits are read again; 0 = off
+	HeapFloor       int           // bytes: the smallest heap goal of the GC (sizing.HeapFloor); 0 = off
 }
 
 // StoreConfig is the store section: Backend says which of the other fields apply (Path,
@@ -158,6 +159,7 @@ var options = []option{
 	{"log.slow_request", "log.access errors also logs requests slower than this", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Log.SlowRequest = v.(time.Duration) }},
 	{"runtime.gomaxprocs", "GOMAXPROCS (auto = floor(cpus), at least 1)", autoInt(1, 1024), func(c *Config, v any) { c.Sizing.GOMAXPROCS = v.(int) }},
 	{"runtime.gomemlimit_ratio", "GOMEMLIMIT as a fraction of the memory limit", floatRange(0.1, 1), func(c *Config, v any) { c.Sizing.GOMEMLIMITRatio = v.(float64) }},
+	{"runtime.gc_heap_floor_bytes", "smallest heap goal of the garbage collector (0: Go's GOGC=100 as it is)", intRange(0, 1<<40), func(c *Config, v any) { c.Sizing.HeapFloor = v.(int) }},
 	{"runtime.watch_interval", "how often the CPU and memory limits are read again to follow a live resize (off: never)", offDuration(100*time.Millisecond, time.Hour), func(c *Config, v any) { c.Sizing.WatchInterval = v.(time.Duration) }},
 	{"store.backend", "bbolt (one process, a local file) or postgres (replicas share one queue)", enum("bbolt", "postgres"), func(c *Config, v any) { c.Store.Backend = v.(string) }},
 	{"store.path", "database file", pathValue, func(c *Config, v any) { c.Store.Path = v.(string) }},

@@ -34,7 +34,8 @@ type limits struct {
 	log      *slog.Logger
 	onChange func(limit string) // metrics: "cpu" or "memory"
 
-	watcher *sizing.Watcher // nil until start, and when not watched
+	watcher *sizing.Watcher   // nil until start, and when not watched
+	gc      *sizing.HeapFloor // GOGC, which info reports
 
 	mu      sync.Mutex
 	res     sizing.Resources
@@ -146,12 +147,16 @@ func (l *limits) info() server.SizingInfo {
 		c := *l.last
 		last = &c
 	}
-	return server.SizingInfo{
+	info := server.SizingInfo{
 		GOMAXPROCS: l.rt.GOMAXPROCS, GOMAXPROCSSource: l.rt.GOMAXPROCSSource,
 		CPUQuota: l.res.CPUQuota, CPUsAllowed: l.res.CPUsAllowed, CPUs: l.res.CPUs,
 		MemoryLimit: l.res.MemoryLimit, GOMEMLIMIT: l.rt.GOMEMLIMIT, GOMEMLIMITSource: l.rt.GOMEMLIMITSource,
 		WatchInterval: l.interval, LimitsChanges: l.changes, LastLimitsChange: last,
 	}
+	if l.gc != nil {
+		info.GOGC, info.GOGCSource = l.gc.GOGC()
+	}
+	return info
 }
 
 // derived is the current limits and settings, with the pools' sizes (l.mu held).

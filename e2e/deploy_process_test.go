@@ -123,6 +123,11 @@ func TestBinaryInCgroupV1(t *testing.T) {
 	if rt["gomaxprocs"] != float64(1) || rt["gomemlimit"] != float64(483183820) {
 		t.Errorf("/admin/runtime: %v", rt)
 	}
+	// The GC's heap floor (runtime.gc_heap_floor_bytes, 32 MiB, under a quarter of the limit)
+	// raised GOGC on this small heap, and says so.
+	if gogc, _ := rt["gogc"].(float64); rt["gogc_source"] != "heap_floor" || gogc <= 100 {
+		t.Errorf("/admin/runtime gogc %v (%v); want above 100 from heap_floor", rt["gogc"], rt["gogc_source"])
+	}
 	p.Signal(syscall.SIGTERM)
 	p.Wait(30 * time.Second)
 }

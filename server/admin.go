@@ -124,7 +124,7 @@ func (s *Server) runtimeInfo(w http.ResponseWriter, r *http.Request) {
 		"gomaxprocs": runtime.GOMAXPROCS(0), "gomaxprocs_source": info.GOMAXPROCSSource,
 		"cpu_quota": nullIfZero(info.CPUQuota), "cpus_allowed": info.CPUsAllowed, "num_cpu": runtime.NumCPU(),
 		"memory_limit": nullIfZero(info.MemoryLimit), "gomemlimit": nullIfZero(info.GOMEMLIMIT),
-		"gomemlimit_source": info.GOMEMLIMITSource, "cpus": info.CPUs,
+		"gomemlimit_source": info.GOMEMLIMITSource, "cpus": info.CPUs, "gogc": info.GOGC, "gogc_source": info.GOGCSource,
 		"limits_watch_interval": watchInterval(info.WatchInterval), "limits_changes": info.LimitsChanges,
 		"last_limits_change": info.LastLimitsChange.view(), "uptime_seconds": time.Since(s.started).Seconds(),
 		"goroutines": runtime.NumGoroutine(), "waiters": s.Waiters(), "heap_alloc_bytes": ms.HeapAlloc, "heap_sys_bytes": ms.HeapSys,

@@ -45,6 +45,8 @@ type SizingInfo struct {
 	WatchInterval    time.Duration // how often the limits are read again; 0 = not followed
 	LimitsChanges    int           // changes of the limits followed since start
 	LastLimitsChange *LimitsChange // nil before the first
+	GOGC             int           // the GC percent in force
+	GOGCSource       string        // "env", "heap_floor" or "default"
 }
 
 // Options configure a Server. Zero values mean the documented defaults.
