@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +66,17 @@ func isFollow(r *http.Request) bool {
 	if id, ok := strings.CutSuffix(rest, "/events"); ok && id != "" && !strings.Contains(id, "/") {
 		return true
 	}
-	return !strings.Contains(rest, "/") && strings.Contains(r.URL.RawQuery, "wait=")
+	return !strings.Contains(rest, "/") && hasWait(r.URL.RawQuery)
+}
+
+// hasWait reports whether a query names the wait parameter (not merely contains "wait=", as
+// ?await= does); an unparseable query is left to the job API, which refuses it.
+func hasWait(rawQuery string) bool {
+	if !strings.Contains(rawQuery, "wait") {
+		return false
+	}
+	q, err := url.ParseQuery(rawQuery)
+	return err == nil && q.Has("wait")
 }
 
 // parseWait reads ?wait: a Go duration ("10s", "1m") or a number of seconds ("10", "2.5"), from 0

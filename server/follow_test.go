@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -339,5 +340,29 @@ func TestWaitsHoldNoThreads(t *testing.T) {
 		if c != http.StatusOK {
 			t.Errorf("a waiter ended by the shutdown got %d, want 200", c)
 		}
+	}
+}
+
+// TestIsFollow: only a job's events, or a job's GET naming the wait parameter, skip admission.
+func TestIsFollow(t *testing.T) {
+	for target, want := range map[string]bool{
+		"/v1/jobs/abc?wait=10s":       true,
+		"/v1/jobs/abc?x=1&wait=2":     true,
+		"/v1/jobs/abc/events":         true,
+		"/v1/jobs/abc":                false,
+		"/v1/jobs/abc?await=1":        false,
+		"/v1/jobs/abc?x=wait%3D1":     false,
+		"/v1/jobs/abc/retry?wait=1":   false,
+		"/v1/jobs?wait=1":             false,
+		"/v1/jobs//events":            false,
+		"/v1/jobs/abc?wait=1&bad=%zz": false,
+	} {
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		if got := isFollow(r); got != want {
+			t.Errorf("isFollow(GET %s) = %v, want %v", target, got, want)
+		}
+	}
+	if isFollow(httptest.NewRequest(http.MethodPost, "/v1/jobs/abc?wait=1", nil)) {
+		t.Error("a POST is followed")
 	}
 }
