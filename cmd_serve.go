@@ -60,7 +60,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	var undo teardown
 	defer func() { undo.run(ctx, cfg.Jobs.ShutdownTimeout+5*time.Second, log) }()
 
-	httpPool, err := pool.New(pool.Options{Name: "http", Size: sz.threads, Backlog: cfg.Server.Backlog, Logger: log})
+	httpPool, err := pool.New(pool.Options{Name: "http", Size: sz.threads, Backlog: cfg.Server.Backlog, MaxParked: cfg.Server.Parked, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ type ServerConfig struct {
 	Addr              string
 	Threads           int // 0 = auto
 	Backlog           int
+	Parked            int
 	QueueTimeout      time.Duration
 	RequestTimeout    time.Duration
 	ReadHeaderTimeout time.Duration
@@ -130,6 +131,7 @@ var options = []option{
 	{"server.addr", "main listener address", addrValue, func(c *Config, v any) { c.Server.Addr = v.(string) }},
 	{"server.threads", "requests served at once (auto = 2 x cpus + 1)", autoInt(1, pool.MaxSize), func(c *Config, v any) { c.Server.Threads = v.(int) }},
 	{"server.backlog", "requests allowed to wait for a thread", intRange(0, pool.MaxBacklog), func(c *Config, v any) { c.Server.Backlog = v.(int) }},
+	{"server.parked", "requests waiting on a durable write without holding a thread", intRange(0, pool.MaxBacklog), func(c *Config, v any) { c.Server.Parked = v.(int) }},
 	{"server.queue_timeout", "longest wait in the backlog", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Server.QueueTimeout = v.(time.Duration) }},
 	{"server.request_timeout", "per-request handler timeout", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Server.RequestTimeout = v.(time.Duration) }},
 	{"server.read_header_timeout", "time to read request headers", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Server.ReadHeaderTimeout = v.(time.Duration) }},
