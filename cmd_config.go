@@ -15,7 +15,7 @@ import (
 )
 
 // autoKeys print 0 as "auto".
-var autoKeys = map[string]bool{"server.threads": true, "jobs.concurrency": true, "runtime.gomaxprocs": true, "store.max_conns": true}
+var autoKeys = map[string]bool{"server.threads": true, "jobs.concurrency": true, "runtime.gomaxprocs": true, "store.max_conns": true, "jobs.prefetch": true}
 
 // secretKeys are never printed.
 var secretKeys = map[string]bool{"admin.token": true}

@@ -87,7 +87,8 @@ type NodeConfig struct {
 type JobsConfig struct {
 	Concurrency     int // 0 = auto
 	PinCPUs         bool
-	Prefetch        int
+	Prefetch        int // 0 = auto
+	PrefetchMax     int
 	MaxAttempts     int
 	Timeout         time.Duration
 	Retention       time.Duration
@@ -164,7 +165,8 @@ var options = []option{
 	{"store.max_conns", "postgres connections at most (auto = 10)", autoInt(2, 1000), func(c *Config, v any) { c.Store.MaxConns = v.(int) }},
 	{"jobs.concurrency", "jobs run at once (auto = cpus)", autoInt(1, pool.MaxSize), func(c *Config, v any) { c.Jobs.Concurrency = v.(int) }},
 	{"jobs.pin_cpus", "pin job workers to CPUs", boolValue, func(c *Config, v any) { c.Jobs.PinCPUs = v.(bool) }},
-	{"jobs.prefetch", "jobs leased beyond free workers", intRange(0, 1024), func(c *Config, v any) { c.Jobs.Prefetch = v.(int) }},
+	{"jobs.prefetch", "jobs of a queue leased beyond free workers (auto = adapts to commit latency and job duration, up to prefetch_max)", autoInt(1, 1024), func(c *Config, v any) { c.Jobs.Prefetch = v.(int) }},
+	{"jobs.prefetch_max", "most jobs auto prefetch leases; a crash runs at most concurrency + this again", intRange(1, 1024), func(c *Config, v any) { c.Jobs.PrefetchMax = v.(int) }},
 	{"jobs.max_attempts", "attempts before dead", intRange(1, 1000), func(c *Config, v any) { c.Jobs.MaxAttempts = v.(int) }},
 	{"jobs.timeout", "per-attempt timeout", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Jobs.Timeout = v.(time.Duration) }},
 	{"jobs.retention", "keep finished jobs this long", durRange(time.Second, 10*365*24*time.Hour), func(c *Config, v any) { c.Jobs.Retention = v.(time.Duration) }},
