@@ -67,8 +67,9 @@ if [ "${ONLY:-}" = j1 ]; then j1_compare; exit 0; fi
 start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000
 j1 "defaults"
 stop_tandem
-# The defaults suit real work; for a flood of noop jobs the two knobs that matter are how many
-# enqueue requests may wait on one group commit (threads) and how many jobs one lease takes.
+# The two knobs that mattered for a flood of noop jobs: how many enqueue requests may wait on one
+# group commit (threads, before enqueues lent their thread back) and how many jobs one lease takes
+# (prefetch, before auto).
 start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
 j1 "threads 64, prefetch 64"
 noop100=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*100}))")
@@ -165,8 +166,8 @@ secs=$("$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 20 -c 4 -body "$batch" -drain 2
 echo "J2 2000 x sleep 50ms, concurrency 16: ${secs}s, ideal 6.25s, ratio $(ratio 6.25 "$secs") (target >= 0.90)"
 stop_tandem
 
-# Each enqueue holds a thread until its group commit is on disk (I/O wait, as a Gunicorn thread
-# blocked on a database would): with the default 5 threads, 2,000/s is about all they carry.
+# An enqueue lends its thread back while its group commit is on disk (pool.Wait, server.parked),
+# so the default 5 threads carry the same enqueues as 64.
 for t in auto 64; do
   start_tandem p99 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_SERVER_THREADS=$t
   out=$("$LOAD" -url "$HTTP_URL/v1/jobs" -n 20000 -c 64 -rate 2000 -body '{"kind":"noop"}')

@@ -100,9 +100,11 @@ func (s *Server) admission(next http.Handler) http.Handler {
 	retryAfter := strconv.Itoa(max(1, int(math.Ceil(s.opts.QueueTimeout.Seconds()))))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc, _ := r.Context().(*requestCtx)
-		held := &pool.Held{}
+		var held *pool.Held
 		if rc != nil {
 			held = &rc.held // allocated with the rest of the request's state
+		} else {
+			held = new(pool.Held)
 		}
 		if err := s.opts.Threads.HoldWithin(r.Context(), s.opts.QueueTimeout, held); err != nil {
 			reason := "backlog_full"
