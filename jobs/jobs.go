@@ -167,7 +167,8 @@ type Options struct {
 	// Store holds the jobs (package store's bbolt file, in tandem). Required.
 	Store Store
 	// Pool runs the handlers (the concurrency knob). Required. Its backlog must be at least
-	// Prefetch, for the jobs leased ahead of a free worker: pool.MaxBacklog is simplest.
+	// Prefetch (PrefetchMax when adaptive), for the jobs leased ahead of a free worker:
+	// pool.MaxBacklog is simplest.
 	Pool *pool.Pool
 	// Queues are the known queues. Default {"default": {Weight: 1}}. Enqueueing to another is an error.
 	Queues map[string]QueueOptions
@@ -191,9 +192,10 @@ type Options struct {
 	// value fixes it.
 	Prefetch int
 	// PrefetchMax bounds the adaptive prefetch. Default 256, or the pool's backlog when that is
-	// smaller. A crash may run again at most
-	// pool size + PrefetchMax jobs (or + Prefetch, when fixed): they start as soon as their lease
-	// is in the commit being made, before it is on disk.
+	// smaller. A crash may run again at most pool size + PrefetchMax jobs (+ Prefetch, when
+	// fixed): they start as soon as their lease is in the commit being made, before it is on disk.
+	// Only jobs shorter than a commit get that many, so what a crash re-runs is about two commits'
+	// worth of work.
 	PrefetchMax int
 	// ShutdownTimeout is how long Stop lets running jobs finish before canceling them. Default 20s.
 	ShutdownTimeout time.Duration
