@@ -142,8 +142,8 @@ wrk_j1 "batch (100/request), 32 connections, 2 s" /v1/jobs/batch batch.lua 32 10
 stop_tandem
 
 # DRAIN: a backlog of 50,000 noop jobs, enqueued while the queue is paused, then resumed: how fast
-# concurrency 2 empties it for each prefetch, the default auto first (docs/scaling.md). A lease waits for a group commit,
-# so tiny jobs drain at about concurrency + prefetch per commit.
+# concurrency 2 empties it for each prefetch, the default auto first (docs/scaling.md). A lease
+# waits for a group commit, so tiny jobs drain at about concurrency + prefetch per commit.
 for run in auto:true 4:true 16:true 64:true 256:true 64:false; do
   pf=${run%:*} pin=${run#*:}
   start_tandem drain TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_JOBS_PREFETCH=$pf TANDEM_JOBS_PIN_CPUS=$pin
