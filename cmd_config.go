@@ -15,7 +15,7 @@ import (
 )
 
 // autoKeys print 0 as "auto".
-var autoKeys = map[string]bool{"server.threads": true, "jobs.concurrency": true, "runtime.gomaxprocs": true, "store.max_conns": true}
+var autoKeys = map[string]bool{"server.threads": true, "jobs.concurrency": true, "runtime.gomaxprocs": true, "store.max_conns": true, "jobs.prefetch": true}
 
 // offKeys print a duration of 0 as "off".
 var offKeys = map[string]bool{"runtime.watch_interval": true}

@@ -72,7 +72,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	var undo teardown
 	defer func() { undo.run(ctx, cfg.Jobs.ShutdownTimeout+5*time.Second, log) }()
 
-	httpPool, err := pool.New(pool.Options{Name: "http", Size: sz.threads, Backlog: cfg.Server.Backlog, Logger: log})
+	httpPool, err := pool.New(pool.Options{Name: "http", Size: sz.threads, Backlog: cfg.Server.Backlog, MaxParked: cfg.Server.Parked, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		Store: st.store, Pool: jobPool, Queues: queueOptions(cfg.Jobs.Queues),
 		MaxPending: cfg.Jobs.MaxPending, MaxAttempts: cfg.Jobs.MaxAttempts, Timeout: cfg.Jobs.Timeout,
 		Retention: cfg.Jobs.Retention, MaxPayloadBytes: cfg.Jobs.MaxPayloadBytes,
-		MaxResultBytes: cfg.Jobs.MaxResultBytes, BatchMax: cfg.Jobs.BatchMax, Prefetch: cfg.Jobs.Prefetch,
+		MaxResultBytes: cfg.Jobs.MaxResultBytes, BatchMax: cfg.Jobs.BatchMax, Prefetch: cfg.Jobs.Prefetch, PrefetchMax: cfg.Jobs.PrefetchMax,
 		ShutdownTimeout: cfg.Jobs.ShutdownTimeout, Logger: log, Observer: mx.JobsObserver(),
 		Node: cfg.Node.Name, Version: version, RescueAfter: cfg.Jobs.RescueAfter,
 		NodePools: func() map[string]jobs.NodePool {

@@ -31,6 +31,7 @@ type ServerConfig struct {
 	Addr              string
 	Threads           int // 0 = auto
 	Backlog           int
+	Parked            int
 	QueueTimeout      time.Duration
 	RequestTimeout    time.Duration
 	ReadHeaderTimeout time.Duration
@@ -89,7 +90,8 @@ type NodeConfig struct {
 type JobsConfig struct {
 	Concurrency     int // 0 = auto
 	PinCPUs         bool
-	Prefetch        int
+	Prefetch        int // 0 = auto
+	PrefetchMax     int
 	MaxAttempts     int
 	Timeout         time.Duration
 	Retention       time.Duration
@@ -134,6 +136,7 @@ var options = []option{
 	{"server.addr", "main listener address", addrValue, func(c *Config, v any) { c.Server.Addr = v.(string) }},
 	{"server.threads", "requests served at once (auto = 2 x cpus + 1)", autoInt(1, pool.MaxSize), func(c *Config, v any) { c.Server.Threads = v.(int) }},
 	{"server.backlog", "requests allowed to wait for a thread", intRange(0, pool.MaxBacklog), func(c *Config, v any) { c.Server.Backlog = v.(int) }},
+	{"server.parked", "requests waiting on a durable write without holding a thread", intRange(0, pool.MaxBacklog), func(c *Config, v any) { c.Server.Parked = v.(int) }},
 	{"server.queue_timeout", "longest wait in the backlog", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Server.QueueTimeout = v.(time.Duration) }},
 	{"server.request_timeout", "per-request handler timeout", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Server.RequestTimeout = v.(time.Duration) }},
 	{"server.read_header_timeout", "time to read request headers", durRange(time.Millisecond, time.Hour), func(c *Config, v any) { c.Server.ReadHeaderTimeout = v.(time.Duration) }},
@@ -169,7 +172,8 @@ var options = []option{
 	{"store.max_conns", "postgres connections at most (auto = 10)", autoInt(2, 1000), func(c *Config, v any) { c.Store.MaxConns = v.(int) }},
 	{"jobs.concurrency", "jobs run at once (auto = cpus)", autoInt(1, pool.MaxSize), func(c *Config, v any) { c.Jobs.Concurrency = v.(int) }},
 	{"jobs.pin_cpus", "pin job workers to CPUs", boolValue, func(c *Config, v any) { c.Jobs.PinCPUs = v.(bool) }},
-	{"jobs.prefetch", "jobs leased beyond free workers", intRange(0, 1024), func(c *Config, v any) { c.Jobs.Prefetch = v.(int) }},
+	{"jobs.prefetch", "jobs of a queue leased beyond free workers (auto = adapts to commit latency and job duration, up to prefetch_max)", autoInt(1, 1024), func(c *Config, v any) { c.Jobs.Prefetch = v.(int) }},
+	{"jobs.prefetch_max", "most jobs auto prefetch leases; a crash runs at most concurrency + this again", intRange(1, 1024), func(c *Config, v any) { c.Jobs.PrefetchMax = v.(int) }},
 	{"jobs.max_attempts", "attempts before dead", intRange(1, 1000), func(c *Config, v any) { c.Jobs.MaxAttempts = v.(int) }},
 	{"jobs.timeout", "per-attempt timeout", durRange(time.Millisecond, 24*time.Hour), func(c *Config, v any) { c.Jobs.Timeout = v.(time.Duration) }},
 	{"jobs.retention", "keep finished jobs this long", durRange(time.Second, 10*365*24*time.Hour), func(c *Config, v any) { c.Jobs.Retention = v.(time.Duration) }},

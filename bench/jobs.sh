@@ -21,11 +21,55 @@ j1() { # j1 LABEL: runs J1 on the tandem already started; prints a line
   echo "J1 $1 HTTP: enqueue $(echo "$out" | jq_field rate | cut -d. -f1)/s, end to end $(python3 -c "print(int(20000/$(echo "$out" | jq_field drained_seconds)))")/s (targets 25000 and 15000)"
 }
 
+# j1_compare: J1 (bench/load, 20,000 noop jobs, 64 clients, concurrency 2, end to end) at the
+# defaults, tuned (threads 64, prefetch 64) and on the durable ceiling (bench/ceiling -db -drain 66,
+# driven by the same bench/load), ROUNDS rounds (default 3) with the order rotating, and the
+# medians' ratios: figures from one run, as the defaults' target is a ratio to the others. BEFORE=
+# path/to/an/older/tandem adds it at its defaults. Usage: ONLY=j1 bash bench/jobs.sh
+j1_compare() {
+  (cd "$ROOT" && go build -o "$OUT/ceiling" ./bench/ceiling)
+  local names=(defaults tuned ceiling) i j k nm e2e
+  [ -n "${BEFORE:-}" ] && names+=(before)
+  local n=${#names[@]}
+  declare -A got
+  for ((i = 0; i < ${ROUNDS:-3}; i++)); do
+    for ((j = 0; j < n; j++)); do
+      k=$(( (i + j) % n )); nm=${names[$k]}
+      case $nm in
+        defaults) start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 ;;
+        tuned) start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64 ;;
+        before) pushd "$OUT" >/dev/null; TANDEM=$BEFORE start_tandem j1-before TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000; popd >/dev/null ;;
+        ceiling)
+          rm -f "$OUT"/floor.db.*
+          local cport; cport=$(free_port)
+          "$OUT/ceiling" -addr 127.0.0.1:$cport -db "$OUT/floor.db" -drain 66 & TANDEM_PID=$!
+          HTTP_URL=http://127.0.0.1:$cport
+          for _ in $(seq 1 400); do curl -fsS "$HTTP_URL/v1/queues" >/dev/null 2>&1 && break; sleep 0.005; done ;;
+      esac
+      e2e=$("$LOAD" -url "$HTTP_URL/v1/jobs" -n 20000 -c 64 -body '{"kind":"noop"}' -drain 20000 | python3 -c "import json,sys; print(int(20000/json.load(sys.stdin)['drained_seconds']))")
+      stop_tandem
+      got[$nm]+="$e2e "
+    done
+    echo "J1 round $((i + 1)), end to end jobs/s:$(for nm in "${names[@]}"; do printf ' %s %s' "$nm" "$(echo ${got[$nm]} | awk '{print $NF}')"; done)"
+  done
+  rm -f "$OUT"/floor.db.*
+  declare -A med
+  local line="J1 median end to end jobs/s:"
+  for nm in "${names[@]}"; do
+    med[$nm]=$(printf '%s\n' ${got[$nm]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    line+=" $nm ${med[$nm]}"
+  done
+  echo "$line"
+  echo "  defaults / tuned $(ratio "${med[defaults]}" "${med[tuned]}") (target >= 0.9), tuned / ceiling $(ratio "${med[tuned]}" "${med[ceiling]}") (target >= 0.7), defaults / ceiling $(ratio "${med[defaults]}" "${med[ceiling]}")$([ -n "${BEFORE:-}" ] && echo ", before / defaults $(ratio "${med[before]}" "${med[defaults]}")")"
+}
+if [ "${ONLY:-}" = j1 ]; then j1_compare; exit 0; fi
+
 start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000
-j1 "defaults (threads 5, prefetch 4)"
+j1 "defaults"
 stop_tandem
-# The defaults suit real work; for a flood of noop jobs the two knobs that matter are how many
-# enqueue requests may wait on one group commit (threads) and how many jobs one lease takes.
+# The two knobs that mattered for a flood of noop jobs: how many enqueue requests may wait on one
+# group commit (threads, before enqueues lent their thread back) and how many jobs one lease takes
+# (prefetch, before auto).
 start_tandem j1 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64
 j1 "threads 64, prefetch 64"
 noop100=$(python3 -c "import json; print(json.dumps({'jobs':[{'kind':'noop'}]*100}))")
@@ -98,9 +142,9 @@ wrk_j1 "batch (100/request), 32 connections, 2 s" /v1/jobs/batch batch.lua 32 10
 stop_tandem
 
 # DRAIN: a backlog of 50,000 noop jobs, enqueued while the queue is paused, then resumed: how fast
-# concurrency 2 empties it for each prefetch (docs/scaling.md). A lease waits for a group commit,
-# so tiny jobs drain at about concurrency + prefetch per commit.
-for run in 4:true 16:true 64:true 256:true 64:false; do
+# concurrency 2 empties it for each prefetch, the default auto first (docs/scaling.md). A lease
+# waits for a group commit, so tiny jobs drain at about concurrency + prefetch per commit.
+for run in auto:true 4:true 16:true 64:true 256:true 64:false; do
   pf=${run%:*} pin=${run#*:}
   start_tandem drain TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_JOBS_PREFETCH=$pf TANDEM_JOBS_PIN_CPUS=$pin
   curl -fsS -XPOST "$ADMIN_URL/admin/queues/default/pause" >/dev/null
@@ -122,8 +166,8 @@ secs=$("$LOAD" -url "$HTTP_URL/v1/jobs/batch" -n 20 -c 4 -body "$batch" -drain 2
 echo "J2 2000 x sleep 50ms, concurrency 16: ${secs}s, ideal 6.25s, ratio $(ratio 6.25 "$secs") (target >= 0.90)"
 stop_tandem
 
-# Each enqueue holds a thread until its group commit is on disk (I/O wait, as a Gunicorn thread
-# blocked on a database would): with the default 5 threads, 2,000/s is about all they carry.
+# An enqueue lends its thread back while its group commit is on disk (pool.Wait, server.parked),
+# so the default 5 threads carry the same enqueues as 64.
 for t in auto 64; do
   start_tandem p99 TANDEM_JOBS_CONCURRENCY=2 TANDEM_LOG_LEVEL=warn TANDEM_SERVER_THREADS=$t
   out=$("$LOAD" -url "$HTTP_URL/v1/jobs" -n 20000 -c 64 -rate 2000 -body '{"kind":"noop"}')

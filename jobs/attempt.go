@@ -197,6 +197,9 @@ func (r *Runtime) finish(j *Job, o outcome) {
 	}
 	r.inflight--
 	r.perQueue[j.Queue]--
+	if !o.unstarted {
+		r.prefetch.observeJob(j.Queue, o.runTime)
+	}
 	r.mu.Unlock()
 	r.signal(r.wake)
 	// The wait for the commit goes to the acknowledgement drainer, so the worker that ran the job

@@ -71,6 +71,7 @@ func (r *Runtime) dispatchOnce(ctx context.Context) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			asked := r.opts.Now()
 			jobs, wait, err := r.store.LeaseQueued(ctx, Lease{Queue: q, N: n, For: r.leaseFor(q), Cap: r.opts.Queues[q].Concurrency})
 			if err == nil && r.leaseFailed.Load() {
 				if err = wait(); err != nil {
@@ -87,6 +88,12 @@ func (r *Runtime) dispatchOnce(ctx context.Context) int {
 			r.mu.Unlock()
 			if err == nil {
 				err = wait()
+			}
+			if err == nil && len(jobs) > 0 {
+				took := r.opts.Now().Sub(asked)
+				r.mu.Lock()
+				r.prefetch.observeCommit(took)
+				r.mu.Unlock()
 			}
 			if err == nil && r.shared != nil {
 				// On record now: from here the heartbeat renews these leases (before, the
@@ -130,15 +137,17 @@ func (r *Runtime) leaseFor(string) time.Duration {
 }
 
 // allocate shares the room (pool size + prefetch - inflight) among queues with ready jobs by smooth
-// weighted round robin, honouring each queue's concurrency cap, and reserves it.
+// weighted round robin, honouring each queue's concurrency cap and prefetch (no queue holds more
+// than pool size + its prefetch leased; the room is the largest prefetch of the queues with ready
+// jobs), and reserves it.
 func (r *Runtime) allocate() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopping {
 		return nil
 	}
-	room := r.pool.Size() + r.opts.Prefetch - r.inflight
-	if room <= 0 {
+	size := r.pool.Size()
+	if size+r.prefetch.bound()-r.inflight <= 0 {
 		return nil
 	}
 	type cand struct {
@@ -146,6 +155,7 @@ func (r *Runtime) allocate() map[string]int {
 		weight, left int
 	}
 	var cands []*cand
+	prefetch := 0
 	names := make([]string, 0, len(r.opts.Queues))
 	for name := range r.opts.Queues {
 		names = append(names, name)
@@ -157,14 +167,17 @@ func (r *Runtime) allocate() map[string]int {
 		if ready == 0 || r.store.Paused(name) {
 			continue
 		}
-		left := ready
+		pf := r.prefetch.forQueue(name, size)
+		left := min(ready, size+pf-r.perQueue[name])
 		if q.Concurrency > 0 {
 			left = min(left, q.Concurrency-r.perQueue[name])
 		}
 		if left > 0 {
 			cands = append(cands, &cand{name, q.Weight, left})
+			prefetch = max(prefetch, pf)
 		}
 	}
+	room := size + prefetch - r.inflight
 	alloc := map[string]int{}
 	for room > 0 && len(cands) > 0 {
 		total, best := 0, -1

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tandem-run/tandem/pool"
 )
 
 // EnqueueParams describe a new job. Only Kind is required.
@@ -153,7 +155,12 @@ func (r *Runtime) EnqueueBatch(ctx context.Context, ps []EnqueueParams) ([]*Job,
 	if err != nil {
 		return nil, nil, err
 	}
-	out, created, err := r.store.Insert(ctx, jobs, r.maxPending)
+	var out []*Job
+	var created []bool
+	// The insert waits for a group commit: on the disk or the database, not on a core. A caller
+	// that holds a pool slot (an HTTP request behind the threads pool) lends it back meanwhile,
+	// so that the requests waiting on one commit are not bounded by the threads and share it.
+	pool.Wait(ctx, func() { out, created, err = r.store.Insert(ctx, jobs, r.maxPending) })
 	if err != nil {
 		return nil, nil, fmt.Errorf("enqueue: %w", err)
 	}

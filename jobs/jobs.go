@@ -167,7 +167,8 @@ type Options struct {
 	// Store holds the jobs (package store's bbolt file, in tandem). Required.
 	Store Store
 	// Pool runs the handlers (the concurrency knob). Required. Its backlog must be at least
-	// Prefetch, for the jobs leased ahead of a free worker: pool.MaxBacklog is simplest.
+	// Prefetch (PrefetchMax when adaptive), for the jobs leased ahead of a free worker:
+	// pool.MaxBacklog is simplest.
 	Pool *pool.Pool
 	// Queues are the known queues. Default {"default": {Weight: 1}}. Enqueueing to another is an error.
 	Queues map[string]QueueOptions
@@ -185,9 +186,17 @@ type Options struct {
 	MaxResultBytes int
 	// BatchMax caps EnqueueBatch. Default 1000.
 	BatchMax int
-	// Prefetch is how many jobs are leased beyond the free workers. Default 4. They are prefetched,
-	// not running, until a worker takes them.
+	// Prefetch is how many jobs of a queue are leased beyond the free workers: prefetched, not
+	// running, until a worker takes them. 0, the default, adapts it to the measured lease commit
+	// latency and handler duration of each queue, up to PrefetchMax (prefetch.go); a positive
+	// value fixes it.
 	Prefetch int
+	// PrefetchMax bounds the adaptive prefetch. Default 256, or the pool's backlog when that is
+	// smaller. A crash may run again at most pool size + PrefetchMax jobs (+ Prefetch, when
+	// fixed): they start as soon as their lease is in the commit being made, before it is on disk.
+	// Only jobs shorter than a commit get that many, so what a crash re-runs is about two commits'
+	// worth of work.
+	PrefetchMax int
 	// ShutdownTimeout is how long Stop lets running jobs finish before canceling them. Default 20s.
 	ShutdownTimeout time.Duration
 	// Backoff is the delay before retry number attempt (1 after the first failure). Default
@@ -248,7 +257,13 @@ func (o Options) withDefaults() Options {
 	o.MaxPayloadBytes = cmp.Or(o.MaxPayloadBytes, 65536)
 	o.MaxResultBytes = cmp.Or(o.MaxResultBytes, 65536)
 	o.BatchMax = cmp.Or(o.BatchMax, 1000)
-	o.Prefetch = cmp.Or(o.Prefetch, 4)
+	if o.PrefetchMax == 0 {
+		o.PrefetchMax = defaultPrefetchMax
+		if o.Pool != nil {
+			// The prefetched jobs wait in the pool's backlog: a default never asks for more.
+			o.PrefetchMax = min(o.PrefetchMax, o.Pool.Stats().Backlog)
+		}
+	}
 	o.ShutdownTimeout = cmp.Or(o.ShutdownTimeout, 20*time.Second)
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff
@@ -280,11 +295,17 @@ func (o Options) validate() error {
 		return fmt.Errorf("jobs: Options.RescueAfter: must be > 0, got %s", o.RescueAfter)
 	case o.Prefetch < 0:
 		return fmt.Errorf("jobs: Options.Prefetch: must be >= 0, got %d", o.Prefetch)
-	case o.Pool.Stats().Backlog < o.Prefetch:
+	case o.PrefetchMax < 0:
+		return fmt.Errorf("jobs: Options.PrefetchMax: must be >= 0, got %d", o.PrefetchMax)
+	case o.Pool.Stats().Backlog < o.prefetchBound():
 		// A prefetched job refused by a full backlog goes back to ready and is leased again at
 		// once: a loop of commits that runs nothing.
-		return fmt.Errorf("jobs: Options.Pool: its backlog (%d) must hold the prefetched jobs (Prefetch %d), "+
-			"which wait there for a free worker; pool.MaxBacklog is simplest", o.Pool.Stats().Backlog, o.Prefetch)
+		field := "Prefetch"
+		if o.Prefetch == 0 {
+			field = "PrefetchMax"
+		}
+		return fmt.Errorf("jobs: Options.Pool: its backlog (%d) must hold the prefetched jobs (%s %d), "+
+			"which wait there for a free worker; pool.MaxBacklog is simplest", o.Pool.Stats().Backlog, field, o.prefetchBound())
 	}
 	for name, q := range o.Queues {
 		if name == "" || strings.IndexByte(name, 0) >= 0 {
@@ -295,6 +316,18 @@ func (o Options) validate() error {
 		}
 	}
 	return nil
+}
+
+// defaultPrefetchMax is PrefetchMax's default: with 2 workers and a commit of 2 ms it is reached
+// by jobs of 30 µs or less, and a crash runs again at most this many jobs beyond the workers'.
+const defaultPrefetchMax = 256
+
+// prefetchBound is the most jobs prefetched: Prefetch when fixed, else PrefetchMax.
+func (o Options) prefetchBound() int {
+	if o.Prefetch > 0 {
+		return o.Prefetch
+	}
+	return o.PrefetchMax
 }
 
 type nopObserver struct{}
@@ -342,7 +375,8 @@ type Runtime struct {
 	starts      map[string]startMark // attempts started and not yet written (start.go)
 	startsSpare map[string]startMark // the other map, swapped in by writeStarts
 	startQueued bool                 // a writeStarts request is queued
-	perQueue    map[string]int       // leased per queue, for Concurrency caps
+	perQueue    map[string]int       // leased per queue, for Concurrency caps and prefetch
+	prefetch    *prefetcher          // each queue's prefetch; under mu
 	swrr        map[string]int       // smooth weighted round robin state
 
 	wake    chan struct{} // dispatcher
@@ -385,6 +419,7 @@ func New(opts Options) (*Runtime, error) {
 		kinds: map[string]Kind{}, running: map[string]*liveJob{}, acked: map[string]int{}, perQueue: map[string]int{}, swrr: map[string]int{},
 		starts: map[string]startMark{}, startsSpare: map[string]startMark{},
 		wake: make(chan struct{}, 1), promote: make(chan struct{}, 1), periodicWake: make(chan struct{}, 1),
+		prefetch: newPrefetcher(opts.Prefetch, opts.PrefetchMax),
 	}
 	r.watch = newWatchHub(r)
 	r.leader.Store(shared == nil)

@@ -247,3 +247,46 @@ func testOutcomesAreLogged(t *testing.T, be storetest.Backend) {
 		t.Errorf("dead job logged as %v", d)
 	}
 }
+
+// TestAutoPrefetchGrowsWithinItsBound: at the default (auto) prefetch, a queue of tiny jobs, whose
+// leases take far longer than the jobs, comes to prefetch PrefetchMax, and never more: while the
+// workers are blocked, the store holds exactly concurrency + PrefetchMax leased jobs, which is
+// what a crash could run again.
+func TestAutoPrefetchGrowsWithinItsBound(t *testing.T) {
+	eachBackend(t, testAutoPrefetchGrowsWithinItsBound)
+}
+
+func testAutoPrefetchGrowsWithinItsBound(t *testing.T, be storetest.Backend) {
+	const workers, most = 2, 6
+	rt, _ := setup(t, be, workers, func(o *jobs.Options) { o.PrefetchMax = most })
+	release := make(chan struct{})
+	_ = rt.RegisterFunc("noop", func(context.Context, *jobs.Job) (any, error) { return nil, nil })
+	_ = rt.RegisterFunc("block", func(context.Context, *jobs.Job) (any, error) { <-release; return nil, nil })
+	defer close(release)
+	tiny := make([]jobs.EnqueueParams, 50)
+	for i := range tiny {
+		tiny[i] = jobs.EnqueueParams{Kind: "noop"}
+	}
+	if _, _, err := rt.EnqueueBatch(context.Background(), tiny); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the tiny jobs done", func() bool { return counts(t, rt, "default")[jobs.StateSucceeded] == len(tiny) })
+	blocking := make([]jobs.EnqueueParams, 40)
+	for i := range blocking {
+		blocking[i] = jobs.EnqueueParams{Kind: "block"}
+	}
+	if _, _, err := rt.EnqueueBatch(context.Background(), blocking); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "prefetch at its bound", func() bool {
+		c := counts(t, rt, "default")
+		return c[jobs.StateRunning] == workers && c[jobs.StatePrefetched] == most
+	})
+	for range 3 { // and it stays there: nothing more is leased while the workers are blocked
+		rt.Resize(workers) // wakes the dispatcher
+		time.Sleep(20 * time.Millisecond)
+		if c := counts(t, rt, "default"); c[jobs.StateRunning]+c[jobs.StatePrefetched] != workers+most {
+			t.Fatalf("leased %d running + %d prefetched, want %d + %d", c[jobs.StateRunning], c[jobs.StatePrefetched], workers, most)
+		}
+	}
+}

@@ -174,8 +174,10 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 		sw := &codeWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r)
 		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
+		if rc := chi.RouteContext(r.Context()); rc != nil {
+			if p := rc.RoutePattern(); p != "" { // it joins and rewrites strings: once
+				route = p
+			}
 		}
 		k := routeKey{route, r.Method, sw.code}
 		c, ok := m.children.Load(k)

@@ -54,6 +54,10 @@ type Options struct {
 	// backlog (refuse at once when full); this is the one field where zero is not "a default",
 	// because an empty backlog is a meaningful setting.
 	Backlog int
+	// MaxParked is how many slot holders may lend their slot back at once while they wait on
+	// something that needs no CPU of this process (Wait), 0..MaxBacklog. Like Backlog, zero means
+	// none: Wait then waits with the slot held.
+	MaxParked int
 	// PinCPUs, when non-empty, pins each worker's OS thread to one of these CPUs, round-robin
 	// (see PinThread). Empty: workers float like any goroutine.
 	PinCPUs []int
@@ -78,6 +82,9 @@ func (o Options) validate() error {
 	}
 	if err := ValidateBacklog(o.Backlog); err != nil {
 		return fmt.Errorf("pool %s: backlog: %w", o.Name, err)
+	}
+	if err := ValidateBacklog(o.MaxParked); err != nil {
+		return fmt.Errorf("pool %s: max parked: %w", o.Name, err)
 	}
 	return nil
 }
@@ -105,6 +112,7 @@ type Stats struct {
 	Running  int    `json:"running"`  // tasks holding a slot
 	Waiting  int    `json:"waiting"`  // callers in the backlog
 	Backlog  int    `json:"backlog"`  // most callers allowed to wait
+	Parked   int    `json:"parked"`   // slot holders that lent their slot back while they wait (Wait)
 	Rejected uint64 `json:"rejected"` // refused: backlog full or timed out waiting
 	Panics   uint64 `json:"panics"`   // tasks that panicked (recovered)
 }
@@ -118,8 +126,10 @@ type Pool struct {
 	size    int
 	backlog int
 	running int
-	waiters list.List // of *waiter, FIFO
+	waiters list.List // of *waiter, FIFO (but for parked callers taking their slot back, first)
 	closed  bool
+	// Callers whose slot is lent back during a Wait (park.go), at most maxParked.
+	parked, maxParked int
 
 	rejected atomic.Uint64
 	panics   atomic.Uint64
@@ -135,7 +145,7 @@ func New(opts Options) (*Pool, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	p := &Pool{opts: opts, size: opts.Size, backlog: opts.Backlog}
+	p := &Pool{opts: opts, size: opts.Size, backlog: opts.Backlog, maxParked: opts.MaxParked}
 	p.release = p.releaseSlot
 	if len(opts.PinCPUs) > 0 {
 		p.pinner = newPinner(opts.PinCPUs, opts.Size, opts.Logger)
@@ -355,7 +365,7 @@ func (p *Pool) Stats() Stats {
 	defer p.mu.Unlock()
 	return Stats{
 		Name: p.opts.Name, Size: p.size, Running: p.running, Waiting: p.waiters.Len(),
-		Backlog: p.backlog, Rejected: p.rejected.Load(), Panics: p.panics.Load(),
+		Backlog: p.backlog, Parked: p.parked, Rejected: p.rejected.Load(), Panics: p.panics.Load(),
 	}
 }
 

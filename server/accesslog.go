@@ -116,11 +116,17 @@ func (s *Server) accessLog(admin bool, next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r)
 		took := time.Since(start)
 		status := cmpStatus(sw.status)
-		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
+		if mode != AccessAll && status < 400 && took <= time.Duration(s.access.slow.Load()) {
+			return // the usual request under AccessErrors: decided before the route is built
 		}
-		if mode != AccessAll && (quiet(admin, r.Method, route) || (status < 400 && took <= time.Duration(s.access.slow.Load()))) {
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil {
+			// RoutePattern joins and rewrites the matched patterns: once, and only for a line.
+			if p := rc.RoutePattern(); p != "" {
+				route = p
+			}
+		}
+		if mode != AccessAll && quiet(admin, r.Method, route) {
 			return
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",

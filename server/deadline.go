@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/tandem-run/tandem/pool"
 )
 
 // epoch anchors deadlines kept as integers; times derived from it keep the monotonic clock.
@@ -152,6 +153,7 @@ type requestCtx struct {
 	route  *chi.Context
 	answer answerWriter // admission's writer, allocated with the rest of the request's state
 	status statusWriter // the access log's writer, likewise
+	held   pool.Held    // admission's threads-pool slot, for pool.Wait (HeldKey)
 }
 
 // Value answers the request id and route context, then defers to the deadline context.
@@ -161,6 +163,8 @@ func (c *requestCtx) Value(key any) any {
 		return c.id
 	case chi.RouteCtxKey:
 		return c.route
+	case pool.HeldKey{}:
+		return &c.held // holds nothing outside admission (the admin listener, the probes)
 	}
 	return c.deadlineCtx.Value(key)
 }

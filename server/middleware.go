@@ -90,11 +90,23 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 // that has not answered by the time it returns gets a 503, so handlers must honour their context
 // (net/http's own timeout handler needs a goroutine per request to do better). A panic answers
 // 500 and is logged with its stack.
+//
+// The slot is lent back while the handler waits in pool.Wait: the job API waits so for its
+// enqueue's group commit, which needs the disk, not a core, and a handler of one's own may do the
+// same around any such wait. Those waiting so are bounded by the pool's MaxParked (server.parked),
+// take a slot again before they go on, and are requests in flight like any other: Shutdown waits
+// for them.
 func (s *Server) admission(next http.Handler) http.Handler {
 	retryAfter := strconv.Itoa(max(1, int(math.Ceil(s.opts.QueueTimeout.Seconds()))))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		release, err := s.opts.Threads.AcquireWithin(r.Context(), s.opts.QueueTimeout)
-		if err != nil {
+		rc, _ := r.Context().(*requestCtx)
+		var held *pool.Held
+		if rc != nil {
+			held = &rc.held // allocated with the rest of the request's state
+		} else {
+			held = new(pool.Held)
+		}
+		if err := s.opts.Threads.HoldWithin(r.Context(), s.opts.QueueTimeout, held); err != nil {
 			reason := "backlog_full"
 			if errors.Is(err, pool.ErrQueueTimeout) {
 				reason = "queue_timeout"
@@ -106,16 +118,17 @@ func (s *Server) admission(next http.Handler) http.Handler {
 			writeError(w, r, http.StatusServiceUnavailable, "server busy ("+reason+"), retry later")
 			return
 		}
-		defer release()
-		// Arm the deadline of the context requestID made; only a caller that put its own
-		// context in between (or waited on it before admission) needs a new one.
+		defer held.Release()
+		// Arm the deadline of the context requestID made, which also carries held for pool.Wait;
+		// only a caller that put its own context in between (or waited on it before admission)
+		// needs a new one.
 		deadline := time.Now().Add(s.opts.RequestTimeout)
 		var ctx *deadlineCtx
 		var aw *answerWriter
-		if rc, ok := r.Context().(*requestCtx); ok && rc.arm(deadline, errRequestTimeout) {
+		if rc != nil && rc.arm(deadline, errRequestTimeout) {
 			ctx, aw = &rc.deadlineCtx, &rc.answer
 		} else {
-			ctx, aw = &deadlineCtx{Context: r.Context()}, &answerWriter{}
+			ctx, aw = &deadlineCtx{Context: pool.ContextWithHeld(r.Context(), held)}, &answerWriter{}
 			ctx.arm(deadline, errRequestTimeout)
 			defer ctx.release()
 			r = r.WithContext(ctx)
