@@ -129,15 +129,16 @@ func (r *Runtime) leaseFor(string) time.Duration {
 	return r.opts.Timeout + leaseGrace
 }
 
-// allocate shares the room (pool size + prefetch - inflight) among queues with ready jobs by smooth
-// weighted round robin, honouring each queue's concurrency cap, and reserves it.
+// allocate shares the room (pool size, or the yield limit while jobs yield to HTTP, + prefetch -
+// inflight: roomLocked) among queues with ready jobs by smooth weighted round robin,
+// honouring each queue's concurrency cap, and reserves it.
 func (r *Runtime) allocate() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopping {
 		return nil
 	}
-	room := r.pool.Size() + r.opts.Prefetch - r.inflight
+	room := r.roomLocked()
 	if room <= 0 {
 		return nil
 	}
