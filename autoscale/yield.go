@@ -35,9 +35,12 @@ type YieldOptions struct {
 	CPUWaitLimit time.Duration
 	// CPU returns the process's CPU time so far; default: getrusage of this process.
 	CPU func() time.Duration
-	// BusyShare is the share of Cores the process may use with one more job before a step back up
-	// is judged to fill the cores again (estimating a job's CPU as the process's CPU over its
-	// running jobs, which overstates it). Default 0.85, as the jobs controller's.
+	// BusyShare is the share of Cores the process may use with one more job for a step back up
+	// to be tried; it must also leave a whole core for HTTP (Cores - 1, on one core BusyShare of
+	// it). A job's CPU is estimated as the process's CPU over its running jobs, which overstates
+	// it. Default 0.85, as the jobs controller's. So CPU-bound jobs stay held back while HTTP has
+	// traffic, even where other processes leave them less than a core each: on 2 cores one more
+	// would take the core HTTP has.
 	BusyShare float64
 	// Idle and MinRate say when HTTP has traffic: at least MinRate requests a second arrived
 	// (Arrived) over the last Idle. Without traffic the limit is lifted at once: the cores go back
@@ -200,8 +203,8 @@ func (y *Yield) State() YieldState {
 //	                                    taken back this way and doubles the calm needed next
 //	wait low for Calm << fails ticks    limit' = eff + 1 (none once it reaches the size) when the
 //	                                    process's CPU over those ticks with one more job,
-//	                                    estimated as used x (running + 1) / running, stays under
-//	                                    BusyShare of the cores
+//	                                    estimated as used x (running + 1) / running, stays within
+//	                                    BusyShare of the cores and leaves one core (room)
 //
 // So CPU-bound jobs stay held back while HTTP has traffic (one more would fill the cores again),
 // and I/O-bound ones, which leave the CPU idle, come back after Calm ticks each.
@@ -267,13 +270,13 @@ func (y *Yield) Tick(now time.Time) {
 			used = (cpu - y.calmCPU).Seconds() / wall.Seconds()
 		}
 		perJob := used / float64(max(running, 1))
-		if used+perJob > y.opts.BusyShare*float64(y.opts.Cores) {
+		if used+perJob > y.room() {
 			y.opts.Logger.Debug("yield hold", "limit", y.limit, "cpu_cores", used, "running", running)
 			return // CPU-bound jobs: one more would fill the cores again
 		}
 		y.calm, y.stepped = 0, true
 		next := eff + 1
-		reason := fmt.Sprintf("CPU wait p90 %.2fms under %s for %d ticks and CPU %.2f of %d cores leaves room for one more job: %d of %d workers take jobs",
+		reason := fmt.Sprintf("CPU wait p90 %.2fms under %s for %d ticks and CPU %.2f of %d cores leaves a core with one more job: %d of %d workers take jobs",
 			wait*1000, y.opts.CPUWaitLimit, y.opts.Calm<<y.fails, used, y.opts.Cores, next, size)
 		if next >= size {
 			next, reason = 0, fmt.Sprintf("CPU wait p90 %.2fms under %s for %d ticks and CPU %.2f of %d cores: every worker takes jobs again",
@@ -281,6 +284,13 @@ func (y *Yield) Tick(now time.Time) {
 		}
 		y.set(next, reason)
 	}
+}
+
+// room is the most CPU, in cores, the process may use with one more job for it to be given back:
+// BusyShare of the cores, leaving one for HTTP.
+func (y *Yield) room() float64 {
+	cores := float64(y.opts.Cores)
+	return min(y.opts.BusyShare*cores, max(cores-1, y.opts.BusyShare))
 }
 
 // set applies limit n and logs a change; y.mu held.
