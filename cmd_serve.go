@@ -141,6 +141,14 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 			s.Stop()
 		}
 	}()
+	yield, err := startYield(ctx, cfg, rt, runtime, mx, log)
+	if err != nil {
+		return err
+	}
+	if yield != nil {
+		defer yield.Stop()
+		admitted = append(admitted, yield.Middleware)
+	}
 	srv, err := server.New(server.Options{
 		Addr: cfg.Server.Addr, AdminAddr: cfg.Admin.Addr, AdminToken: cfg.Admin.Token,
 		Threads: httpPool, Pools: map[string]*pool.Pool{"http": httpPool, "jobs": jobPool},

@@ -103,6 +103,9 @@ type JobsConfig struct {
 	RescueAfter     time.Duration
 	Queues          map[string]QueueConfig
 	Autoscale       Bounds
+	YieldToHTTP     bool          // jobs.yield_to_http
+	YieldMinWorkers int           // jobs.yield_min_workers
+	YieldCPUWait    time.Duration // jobs.yield_cpu_wait
 	ExecAllow       []string
 	Periodic        []PeriodicConfig
 }
@@ -187,6 +190,9 @@ var options = []option{
 	{"jobs.autoscale.min", "job pool autoscale lower bound (0 with max 0: off)", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Jobs.Autoscale.Min = v.(int) }},
 	{"jobs.autoscale.max", "job pool autoscale upper bound", intRange(0, pool.MaxSize), func(c *Config, v any) { c.Jobs.Autoscale.Max = v.(int) }},
 	{"jobs.autoscale.quiet", "quiet time before job pool autoscale shrinks", durRange(time.Second, 24*time.Hour), func(c *Config, v any) { c.Jobs.Autoscale.Quiet = v.(time.Duration) }},
+	{"jobs.yield_to_http", "jobs hold workers back while HTTP requests wait for a core", boolValue, func(c *Config, v any) { c.Jobs.YieldToHTTP = v.(bool) }},
+	{"jobs.yield_min_workers", "workers that keep taking jobs however busy HTTP is", intRange(1, pool.MaxSize), func(c *Config, v any) { c.Jobs.YieldMinWorkers = v.(int) }},
+	{"jobs.yield_cpu_wait", "CPU wait (p90 scheduling latency) at which jobs yield to HTTP", durRange(10*time.Microsecond, time.Second), func(c *Config, v any) { c.Jobs.YieldCPUWait = v.(time.Duration) }},
 	{"jobs.exec.allow", "programs the exec kind may run (comma-separated in env and flags)", pathList, func(c *Config, v any) { c.Jobs.ExecAllow = v.([]string) }},
 	{"jobs.periodic", "periodic jobs (file only)", periodicValue, func(c *Config, v any) { c.Jobs.Periodic = v.([]PeriodicConfig) }},
 	{"node.name", "this replica's name in attempted_by and /admin/nodes (empty = hostname:pid)", nodeNameValue, func(c *Config, v any) { c.Node.Name = v.(string) }},

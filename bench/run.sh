@@ -8,7 +8,7 @@
 # postgres needs Postgres (/usr/lib/postgresql/*/bin) and rewrites docs/img/pg-*.png (gnuplot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL=(http jobs autoscale scaling postgres go)
+ALL=(http jobs autoscale scaling postgres yield go)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL[@]}")
 for s in "${steps[@]}"; do

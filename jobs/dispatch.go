@@ -136,7 +136,8 @@ func (r *Runtime) leaseFor(string) time.Duration {
 	return r.opts.Timeout + leaseGrace
 }
 
-// allocate shares the room (pool size + prefetch - inflight) among queues with ready jobs by smooth
+// allocate shares the room (the workers that take jobs - the pool size, or the yield limit while
+// jobs yield to HTTP - + prefetch - inflight) among queues with ready jobs by smooth
 // weighted round robin, honouring each queue's concurrency cap and prefetch (no queue holds more
 // than pool size + its prefetch leased; the room is the largest prefetch of the queues with ready
 // jobs), and reserves it.
@@ -146,7 +147,7 @@ func (r *Runtime) allocate() map[string]int {
 	if r.stopping {
 		return nil
 	}
-	size := r.pool.Size()
+	size := r.workersLocked()
 	if size+r.prefetch.bound()-r.inflight <= 0 {
 		return nil
 	}

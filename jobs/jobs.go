@@ -360,7 +360,9 @@ type Runtime struct {
 
 	// Running state, owned by the dispatcher and the job goroutines.
 	mu       sync.Mutex
-	inflight int // leased and not yet acknowledged
+	inflight int        // leased and not yet acknowledged
+	yield    Yield      // how many jobs run at once while they yield to HTTP (yield.go)
+	yieldMu  sync.Mutex // serializes SetYield
 	// leaseFailed: the last lease's commit failed, so jobs start only once leased on disk.
 	leaseFailed atomic.Bool
 

@@ -18,8 +18,9 @@
 //	tandem_queue_jobs {queue,state}                      running: a worker runs it; prefetched: leased, waiting for one
 //	tandem_store_commit_seconds                          histogram, one per group commit
 //	tandem_store_commit_requests                         histogram, requests per commit
-//	tandem_pool_resizes_total {pool,by,direction}          size changes; by = admin, reload, autoscale or limits
+//	tandem_pool_resizes_total {pool,by,direction}        size changes; by = admin, reload, autoscale or limits
 //	tandem_limits_changes_total {limit}                  changes of the container's limits followed live; cpu | memory
+//	tandem_jobs_yield_limit, tandem_jobs_yields_total     jobs run at once while they yield to HTTP (0: none held back), times it came down
 //	plus the Go runtime and process collectors.
 package metrics
 

@@ -33,7 +33,7 @@ func (p *Pool) admitLocked() (bool, error) {
 	switch {
 	case p.closed:
 		return false, ErrClosed
-	case p.running < p.size && p.waiters.Len() == 0:
+	case p.running < p.activeLocked() && p.waiters.Len() == 0:
 		p.running++
 		return true, nil
 	case p.waiters.Len() >= p.backlog:
@@ -89,12 +89,12 @@ func (p *Pool) acquire(ctx context.Context, within time.Duration, task func()) (
 	return false, fmt.Errorf("%w: %w", ErrQueueTimeout, cause)
 }
 
-// releaseSlot returns a slot, handing it to the first waiter unless the pool shrank below the
-// number running.
+// releaseSlot returns a slot, handing it to the first waiter unless the pool shrank (or was
+// limited, SetLimit) below the number running.
 func (p *Pool) releaseSlot() {
 	var start *waiter
 	p.mu.Lock()
-	if p.running <= p.size && p.waiters.Len() > 0 {
+	if p.running <= p.activeLocked() && p.waiters.Len() > 0 {
 		start = p.handOffLocked()
 	} else {
 		p.running--
@@ -135,7 +135,7 @@ func (p *Pool) startHandedOff(w *waiter) {
 func (p *Pool) next() func() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.running > p.size || p.waiters.Len() == 0 {
+	if p.running > p.activeLocked() || p.waiters.Len() == 0 {
 		p.running--
 		if p.pinner != nil {
 			p.pinner.goingIdle()

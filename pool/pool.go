@@ -124,6 +124,7 @@ type Pool struct {
 
 	mu      sync.Mutex
 	size    int
+	limit   int // SetLimit: slots handed out while below size; 0 for none
 	backlog int
 	running int
 	waiters list.List // of *waiter, FIFO (but for parked callers taking their slot back, first)
@@ -314,7 +315,7 @@ func (p *Pool) Tune(size int) (int, error) {
 	p.mu.Lock()
 	old := p.size
 	p.size = size
-	for p.running < p.size && p.waiters.Len() > 0 {
+	for p.running < p.activeLocked() && p.waiters.Len() > 0 {
 		p.running++
 		if w := p.handOffLocked(); w != nil {
 			starts = append(starts, w)
@@ -352,11 +353,11 @@ func (p *Pool) Running() int { p.mu.Lock(); defer p.mu.Unlock(); return p.runnin
 // Waiting returns how many callers wait in the backlog.
 func (p *Pool) Waiting() int { p.mu.Lock(); defer p.mu.Unlock(); return p.waiters.Len() }
 
-// Free returns how many slots are free right now.
+// Free returns how many slots are free right now (within the limit, SetLimit).
 func (p *Pool) Free() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return max(p.size-p.running, 0)
+	return max(p.activeLocked()-p.running, 0)
 }
 
 // Stats returns a consistent snapshot.

@@ -153,6 +153,17 @@ type poolView struct {
 	SizeSource string `json:"size_source"`
 	// FollowsLimits: the size is on auto and will follow a change of the CPU limit.
 	FollowsLimits bool `json:"follows_limits"`
+	// Yield is the jobs pool's yield to HTTP (jobs.Runtime.Yield), shown once a controller set it
+	// (jobs.yield_to_http).
+	Yield *yieldView `json:"yield,omitempty"`
+}
+
+// yieldView is how far the jobs pool gives way to HTTP requests.
+type yieldView struct {
+	Limit  int        `json:"limit"` // most jobs run at once; 0: no limit
+	Reason string     `json:"reason"`
+	Since  *time.Time `json:"since,omitempty"`
+	Yields uint64     `json:"yields"`
 }
 
 func (s *Server) viewPool(name string, p *pool.Pool) poolView {
@@ -163,6 +174,14 @@ func (s *Server) viewPool(name string, p *pool.Pool) poolView {
 	}
 	v.Autoscale, v.Pinned = s.opts.Resizer.Autoscaled(name), s.opts.Resizer.Pinned(name)
 	v.SizeSource, v.FollowsLimits = string(s.opts.Resizer.SetBy(name)), s.opts.Resizer.Follows(name)
+	if s.opts.Jobs != nil && p == s.opts.Jobs.Pool() {
+		if y := s.opts.Jobs.Yield(); y.Reason != "" {
+			v.Yield = &yieldView{Limit: y.Limit, Reason: y.Reason, Yields: y.Yields}
+			if !y.Since.IsZero() {
+				v.Yield.Since = &y.Since
+			}
+		}
+	}
 	return v
 }
 

@@ -1,6 +1,6 @@
 // Command load is the job benchmarks' HTTP load generator (bench/jobs.sh): it POSTs JSON bodies
-// with a fixed number of concurrent clients, either as fast as it can or at a steady rate, for a
-// bounded count, and prints the rate and latency percentiles as one JSON line. With -drain N it
+// (or, with -method GET, fetches a page such as /demo/hello) with a fixed number of concurrent
+// clients, either as fast as it can or at a steady rate, for a bounded count, and prints the rate and latency percentiles as one JSON line. With -drain N it
 // then polls GET /v1/queues every 5 ms until N more jobs succeeded than when it started, and adds
 // the seconds from its first request to that moment (end to end), so the figure carries no
 // shell polling.
@@ -32,6 +32,7 @@ func main() {
 	n := flag.Int("n", 20000, "requests to send")
 	c := flag.Int("c", 64, "concurrent clients")
 	body := flag.String("body", `{"kind":"noop"}`, "JSON body of each request")
+	method := flag.String("method", "POST", "POST (with -body) or GET (no body)")
 	rate := flag.Float64("rate", 0, "requests per second in total (0: as fast as possible)")
 	maxDur := flag.Duration("max", 5*time.Minute, "stop after this long whatever is left")
 	drain := flag.Int("drain", 0, "then wait until this many more jobs succeeded (GET /v1/queues beside -url)")
@@ -39,6 +40,10 @@ func main() {
 	csvPath := flag.String("csv", "", "write a time series of GET /v1/queues to this file")
 	every := flag.Duration("every", 100*time.Millisecond, "the -csv sampling period")
 	flag.Parse()
+	if *method != "POST" && *method != "GET" {
+		fmt.Fprintf(os.Stderr, "-method: POST or GET, got %q\n", *method)
+		os.Exit(2)
+	}
 	urls := []string{*url}
 	if *urlList != "" {
 		urls = strings.Split(*urlList, ",")
@@ -84,7 +89,14 @@ func main() {
 					}
 				}
 				t0 := time.Now()
-				resp, err := client.Post(urls[i%int64(len(urls))], "application/json", bytes.NewReader([]byte(*body)))
+				u := urls[i%int64(len(urls))]
+				var resp *http.Response
+				var err error
+				if *method == "GET" {
+					resp, err = client.Get(u)
+				} else {
+					resp, err = client.Post(u, "application/json", bytes.NewReader([]byte(*body)))
+				}
 				if err != nil {
 					fail.Add(1)
 					continue
