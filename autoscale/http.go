@@ -103,8 +103,7 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	opts.CPUWaitLimit = cmp.Or(opts.CPUWaitLimit, time.Millisecond)
 	opts.Quiet = cmp.Or(opts.Quiet, 30*time.Second)
 	if opts.CPUWait == nil {
-		sw := newSchedWait()
-		opts.CPUWait = func() float64 { return sw.quantile(0.9) }
+		opts.CPUWait = cpuWaitP90()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -75,8 +75,7 @@ func NewJobs(opts JobsOptions) (*Jobs, error) {
 	opts.Interval = cmp.Or(opts.Interval, 2*time.Second)
 	opts.CPUWaitLimit = cmp.Or(opts.CPUWaitLimit, time.Millisecond)
 	if opts.CPUWait == nil {
-		sw := newSchedWait()
-		opts.CPUWait = func() float64 { return sw.quantile(0.9) }
+		opts.CPUWait = cpuWaitP90()
 	}
 	if opts.CPU == nil {
 		opts.CPU = processCPU

@@ -19,6 +19,13 @@ type schedWait struct {
 
 const schedLatencies = "/sched/latencies:seconds"
 
+// cpuWaitP90 is the controllers' default CPUWait: the p90 of the scheduler latency since the
+// previous call (a window of its own for each controller).
+func cpuWaitP90() func() float64 {
+	sw := newSchedWait()
+	return func() float64 { return sw.quantile(0.9) }
+}
+
 func newSchedWait() *schedWait {
 	s := &schedWait{sample: []metrics.Sample{{Name: schedLatencies}}}
 	s.quantile(0.9) // start the window now

@@ -112,8 +112,7 @@ func NewYield(opts YieldOptions) (*Yield, error) {
 	opts.Calm = cmp.Or(opts.Calm, 8)
 	opts.Interval = cmp.Or(opts.Interval, 250*time.Millisecond)
 	if opts.CPUWait == nil {
-		sw := newSchedWait()
-		opts.CPUWait = func() float64 { return sw.quantile(0.9) }
+		opts.CPUWait = cpuWaitP90()
 	}
 	if opts.CPU == nil {
 		opts.CPU = processCPU

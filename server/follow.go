@@ -120,27 +120,37 @@ func (s *Server) followContext(parent context.Context) (context.Context, context
 	return ctx, func() { stop(); cancel() }
 }
 
+// follow takes a waiter's place for the request and watches its job under followContext; done
+// gives both back. When it cannot (too many waiters, no such job) it has answered, and ok is false.
+func (s *Server) follow(w http.ResponseWriter, r *http.Request) (ctx context.Context, watch *jobs.Watcher, done func(), ok bool) {
+	release, ok := s.takeWaiter(w, r)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	ctx, cancel := s.followContext(r.Context())
+	watch, err := s.opts.Jobs.Watch(ctx, chi.URLParam(r, "id"))
+	if err != nil {
+		cancel()
+		release()
+		s.writeErr(w, r, err)
+		return nil, nil, nil, false
+	}
+	return ctx, watch, func() { watch.Close(); cancel(); release() }, true
+}
+
 // waitJob answers GET /v1/jobs/{id}?wait=d: the job once it has finished, or as it is when d is
 // over, the client went away or the server shuts down.
 func (s *Server) waitJob(w http.ResponseWriter, r *http.Request, d time.Duration) {
-	release, ok := s.takeWaiter(w, r)
-	if !ok {
-		return
-	}
-	defer release()
 	// The wait must outlast neither the server's write timeout nor its read timeout (whose
 	// deadline, reached while the handler runs, would end the request's context).
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Now().Add(d + sseWriteTimeout))
-	ctx, cancel := s.followContext(r.Context())
-	defer cancel()
-	watch, err := s.opts.Jobs.Watch(ctx, chi.URLParam(r, "id"))
-	if err != nil {
-		s.writeErr(w, r, err)
+	ctx, watch, done, ok := s.follow(w, r)
+	if !ok {
 		return
 	}
-	defer watch.Close()
+	defer done()
 	timed, stop := context.WithTimeout(ctx, d)
 	defer stop()
 	var last *jobs.Job
@@ -166,19 +176,11 @@ func (s *Server) waitJob(w http.ResponseWriter, r *http.Request, d time.Duration
 // client goes away, or when the server shuts down. A client that reconnects with a Last-Event-ID
 // of a finished job that has not changed since gets 204, which tells an EventSource to stop.
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
-	release, ok := s.takeWaiter(w, r)
+	ctx, watch, done, ok := s.follow(w, r)
 	if !ok {
 		return
 	}
-	defer release()
-	ctx, cancel := s.followContext(r.Context())
-	defer cancel()
-	watch, err := s.opts.Jobs.Watch(ctx, chi.URLParam(r, "id"))
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	defer watch.Close()
+	defer done()
 	j, err := watch.Next(ctx)
 	if err != nil {
 		s.writeErr(w, r, err)
