@@ -139,6 +139,8 @@ func testPeriodicCatchUp(t *testing.T, be storetest.Backend) {
 	pb.clock.Advance(3 * time.Second) // down over 4, 5, 6; now 6.5
 	pb.start(jobs.CatchUpOne)
 	pb.waitSlots(1, 2, 3, 6)
+	// The counts come after the job's commit, which waitSlots saw.
+	tandemtest.WaitFor(t, "catch-up one's counts", func() bool { f, s := pb.counts.get("tick"); return f >= 1 && s >= 2 })
 	if fired, skipped := pb.counts.get("tick"); fired != 1 || skipped != 2 {
 		t.Fatalf("catch-up one: fired %d skipped %d, want 1 and 2 (slots 4 and 5)", fired, skipped)
 	}
@@ -148,6 +150,8 @@ func testPeriodicCatchUp(t *testing.T, be storetest.Backend) {
 	pb.start(jobs.CatchUpNone)
 	pb.tick() // 9.5
 	pb.waitSlots(1, 2, 3, 6, 9)
+	// The counts come after the job's commit, which waitSlots saw.
+	tandemtest.WaitFor(t, "catch-up none's counts", func() bool { f, s := pb.counts.get("tick"); return f >= 1 && s >= 2 })
 	if fired, skipped := pb.counts.get("tick"); fired != 1 || skipped != 2 {
 		t.Fatalf("catch-up none: fired %d skipped %d, want 1 (slot 9) and 2 (slots 7 and 8)", fired, skipped)
 	}
