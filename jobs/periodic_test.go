@@ -174,6 +174,7 @@ func TestPeriodicNewScheduleWaits(t *testing.T) {
 	pb.start(jobs.CatchUpOne)
 	pb.tick() // 1.9
 	pb.waitSlots(1)
+	tandemtest.WaitFor(t, "the fired count", func() bool { f, _ := pb.counts.get("tick"); return f >= 1 })
 	if fired, skipped := pb.counts.get("tick"); fired != 1 || skipped != 0 {
 		t.Fatalf("fired %d skipped %d, want 1 and 0", fired, skipped)
 	}
