@@ -62,27 +62,18 @@ func periodicValue(v any) (any, error) {
 			return nil, &fieldError{Sub: fmt.Sprintf("[%d]", i), Msg: "must be a map with name, kind and schedule"}
 		}
 		var p PeriodicConfig
+		strs := map[string]*string{"name": &p.Name, "kind": &p.Kind, "schedule": &p.Schedule, "queue": &p.Queue,
+			"timezone": &p.Timezone, "catch_up": &p.CatchUp}
 		for f, fv := range m {
-			s, isString := fv.(string)
-			switch f {
-			case "name", "kind", "schedule", "queue", "timezone", "catch_up":
+			if dst, ok := strs[f]; ok {
+				s, isString := fv.(string)
 				if !isString {
 					return nil, at(f, fv, "must be a string")
 				}
+				*dst = s
+				continue
 			}
 			switch f {
-			case "name":
-				p.Name = s
-			case "kind":
-				p.Kind = s
-			case "schedule":
-				p.Schedule = s
-			case "queue":
-				p.Queue = s
-			case "timezone":
-				p.Timezone = s
-			case "catch_up":
-				p.CatchUp = s
 			case "priority":
 				n, err := toInt(fv)
 				if err != nil || n < 0 || n > 9 {

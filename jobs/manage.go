@@ -81,9 +81,7 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	if err := r.store.Delete(ctx, id); err != nil {
 		return err
 	}
-	if r.watch.watched(id) {
-		r.watch.gone(id)
-	}
+	r.watch.gone(id)
 	return nil
 }
 

@@ -256,6 +256,9 @@ func (h *watchHub) publish(j *Job) {
 
 // gone ends the followers of a job that no longer exists.
 func (h *watchHub) gone(id string) {
+	if h.count.Load() == 0 {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for w := range h.subs[id] {
