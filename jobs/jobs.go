@@ -323,12 +323,7 @@ func (o Options) validate() error {
 const defaultPrefetchMax = 256
 
 // prefetchBound is the most jobs prefetched: Prefetch when fixed, else PrefetchMax.
-func (o Options) prefetchBound() int {
-	if o.Prefetch > 0 {
-		return o.Prefetch
-	}
-	return o.PrefetchMax
-}
+func (o Options) prefetchBound() int { return prefetchBound(o.Prefetch, o.PrefetchMax) }
 
 type nopObserver struct{}
 

@@ -55,11 +55,14 @@ func newPrefetcher(fixed, most int) *prefetcher {
 }
 
 // bound is the most any queue prefetches.
-func (p *prefetcher) bound() int {
-	if p.fixed > 0 {
-		return p.fixed
+func (p *prefetcher) bound() int { return prefetchBound(p.fixed, p.max) }
+
+// prefetchBound is the most a queue prefetches: fixed when set, else the adaptive bound.
+func prefetchBound(fixed, most int) int {
+	if fixed > 0 {
+		return fixed
 	}
-	return p.max
+	return most
 }
 
 // observeCommit notes how long a lease took from its request to its commit.

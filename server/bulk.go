@@ -62,13 +62,8 @@ func parseCreated(after, before, prefix string, f *jobs.Filter, fields map[strin
 // bulkJobs applies an action to the jobs of a filter (jobs.Runtime.Bulk), at most bulkBudget per
 // call, and writes one audit line for each call that was not a dry run.
 func (s *Server) bulkJobs(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readBody(w, r)
-	if !ok {
-		return
-	}
 	var q bulkRequest
-	if field, err := decodeStrict(body, &q); err != nil {
-		badRequest(w, field+": "+err.Error(), map[string]string{field: err.Error()})
+	if !s.readJSON(w, r, &q) {
 		return
 	}
 	f := jobs.Filter{Queue: q.Filter.Queue, Kind: q.Filter.Kind, State: jobs.State(q.Filter.State), Cursor: q.Cursor}

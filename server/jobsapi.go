@@ -57,6 +57,20 @@ func decodeStrict(body []byte, v any) (field string, err error) {
 	return field, err
 }
 
+// readJSON reads the request's body into v, strictly (decodeStrict); on an error it has answered
+// (413, 400 naming the field) and reports false.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return false
+	}
+	if field, err := decodeStrict(body, v); err != nil {
+		badRequest(w, field+": "+err.Error(), map[string]string{field: err.Error()})
+		return false
+	}
+	return true
+}
+
 // params turns a request into EnqueueParams, collecting field errors under prefix.
 func (q enqueueRequest) params(prefix string, fields map[string]string) jobs.EnqueueParams {
 	p := jobs.EnqueueParams{Kind: q.Kind, Queue: q.Queue, Payload: q.Payload, Priority: q.Priority, UniqueKey: q.UniqueKey}
@@ -122,13 +136,8 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 }
 
 func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readBody(w, r)
-	if !ok {
-		return
-	}
 	var q enqueueRequest
-	if field, err := decodeStrict(body, &q); err != nil {
-		badRequest(w, field+": "+err.Error(), map[string]string{field: err.Error()})
+	if !s.readJSON(w, r, &q) {
 		return
 	}
 	fields := map[string]string{}
@@ -151,15 +160,10 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readBody(w, r)
-	if !ok {
-		return
-	}
 	var b struct {
 		Jobs []enqueueRequest `json:"jobs"`
 	}
-	if field, err := decodeStrict(body, &b); err != nil {
-		badRequest(w, field+": "+err.Error(), map[string]string{field: err.Error()})
+	if !s.readJSON(w, r, &b) {
 		return
 	}
 	fields := map[string]string{}
