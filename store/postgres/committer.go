@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -202,7 +204,7 @@ type txn struct {
 	changed map[string]bool // ids written in this transaction, which a lease must not take
 
 	deltas     map[string]map[jobs.State]int // per-queue count changes, for the estimate
-	notify     map[string]bool               // queues that got ready jobs, or were resumed
+	notify     map[string]int                // queues that got ready jobs (how many), or were resumed (0)
 	paused     map[string]bool               // SetPaused changes
 	newQueues  map[string]bool               // queues to register in tandem_queues
 	emptied    map[string]bool               // queues a lease found without ready jobs
@@ -212,7 +214,7 @@ type txn struct {
 
 func (s *Store) newTxn(ctx context.Context, tx pgx.Tx) *txn {
 	return &txn{s: s, ctx: ctx, tx: tx, now: usec(s.opts.Now()), cache: map[string]*entry{}, changed: map[string]bool{},
-		deltas: map[string]map[jobs.State]int{}, notify: map[string]bool{}, ownCommits: true}
+		deltas: map[string]map[jobs.State]int{}, notify: map[string]int{}, ownCommits: true}
 }
 
 func dbErr(what string, err error) error {
@@ -333,7 +335,7 @@ func (t *txn) transition(old, new *jobs.Job) {
 	if new != nil {
 		t.addCount(new.Queue, new.State, 1)
 		if new.State == jobs.StateReady && (old == nil || old.State != jobs.StateReady || old.Queue != new.Queue) {
-			t.notify[new.Queue] = true
+			t.notify[new.Queue]++
 		}
 	}
 }
@@ -420,8 +422,8 @@ func (t *txn) write(last bool) error {
 	if last {
 		// The notifications, which Postgres delivers at the commit, in the same round trip.
 		qs := make([]string, 0, len(t.notify))
-		for q := range t.notify {
-			qs = append(qs, q)
+		for q, n := range t.notify {
+			qs = append(qs, notifyPayload(q, n))
 		}
 		if len(qs) > 0 {
 			b.Queue(`SELECT pg_notify('`+notifyChannel+`', q) FROM unnest($1::text[]) AS q`, qs)
@@ -438,8 +440,30 @@ func (t *txn) write(last bool) error {
 // finish flushes and sends the notifications: the transaction's last statements.
 func (t *txn) finish() error { return t.write(true) }
 
-// notifyChannel is the LISTEN/NOTIFY channel; the payload is the queue's name.
+// notifyChannel is the LISTEN/NOTIFY channel; the payload is notifyPayload's.
 const notifyChannel = "tandem_jobs"
+
+// notifyPayload is a notification's payload: "N:queue" when a commit made N jobs of the queue
+// ready, so that a listener adds them to its estimate and leases as many as it has room for (a
+// bare "at least one" had each listener lease one job, then wait for a recount); the bare queue
+// name when the number is unknown (a resume), which asks the listener to recount.
+func notifyPayload(queue string, n int) string {
+	if n <= 0 {
+		return queue
+	}
+	return strconv.Itoa(n) + ":" + queue
+}
+
+// parseNotify reads a notifyPayload: n is 0 when the payload names no number (a resume, or a
+// tandem from before the numbers, whose payload was the queue's name alone).
+func parseNotify(payload string) (queue string, n int) {
+	if i := strings.IndexByte(payload, ':'); i > 0 {
+		if v, err := strconv.Atoi(payload[:i]); err == nil && v > 0 {
+			return payload[i+1:], v
+		}
+	}
+	return payload, 0
+}
 
 // changedIDs lists the ids this transaction wrote, which a lease leaves to a later commit.
 func (t *txn) changedIDs() []string {

@@ -371,7 +371,7 @@ func (s *Store) SetPaused(ctx context.Context, queue string, paused bool) error 
 		}
 		t.newQueues[queue] = true
 		if !paused {
-			t.notify[queue] = true
+			t.notify[queue] += 0 // a resume: how many wait is the listeners' recount's to tell
 		}
 		return nil
 	})

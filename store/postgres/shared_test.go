@@ -354,6 +354,32 @@ func TestNotificationWakesTheOther(t *testing.T) {
 	}
 }
 
+// TestNotificationCarriesTheCount: a notification says how many jobs a commit made ready, so the
+// other Store's Ready counts all of them without a recount (PollInterval an hour), and its
+// dispatcher leases as many as it has room for rather than one.
+func TestNotificationCarriesTheCount(t *testing.T) {
+	url := tandemtest.Postgres(t)
+	slow := func(o *postgres.Options) { o.PollInterval = time.Hour }
+	a, b := open(t, url, slow), open(t, url, slow)
+	for i := 0; ; i++ { // until b's LISTEN is up and its first recount done
+		insert(t, a, newJob("q"))
+		if b.Ready("q") == i+1 {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("b never counted a's jobs: Ready %d", b.Ready("q"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := b.Ready("q")
+	batch := make([]*jobs.Job, 40)
+	for i := range batch {
+		batch[i] = newJob("q")
+	}
+	insert(t, a, batch...)
+	tandemtest.WaitFor(t, "b to count the 40 jobs", func() bool { return b.Ready("q") == before+40 })
+}
+
 // TestPollCorrectsTheEstimate: jobs made ready behind the store's back (no notification) show in
 // Ready within a poll.
 func TestPollCorrectsTheEstimate(t *testing.T) {
