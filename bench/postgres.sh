@@ -44,8 +44,13 @@ if ! grep -q '^  backend:' "$ROOT/config.yaml"; then
   exit 0
 fi
 build_tandem
-# J1's settings from bench/jobs.sh (threads 64, prefetch 64) on every replica.
-PGENV=(TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000 TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64)
+# tandem at its defaults (threads and prefetch auto, issue 16), concurrency 2 as River's
+# MaxWorkers; TUNED=1 adds J1's old tuned settings (threads 64, prefetch 64) on every replica.
+PGENV=(TANDEM_JOBS_CONCURRENCY=2 TANDEM_JOBS_MAX_PENDING=10000000)
+# LEASED_MAX: the most jobs one replica holds leased, concurrency + the prefetch bound
+# (jobs.prefetch_max 256, or 64 tuned): what a killed replica leaves for the rescue.
+LEASED_MAX=$((2 + 256))
+if [ -n "${TUNED:-}" ]; then PGENV+=(TANDEM_SERVER_THREADS=64 TANDEM_JOBS_PREFETCH=64); LEASED_MAX=$((2 + 64)); fi
 
 # The same J1 on one tandem with the default bbolt store (sync always), for scale.
 rates=()
@@ -94,9 +99,9 @@ wait_succeeded() { # wait_succeeded N: polls until N jobs succeeded (or about 3 
 }
 # rates NAME: the drain rate between resume and the event (a replica ready, or killed), and after
 # it, from the CSV; the seconds from resume to the end of the drain, and from the event to it; the
-# rate after the event until at most 66 jobs wait, and the seconds to that moment.
+# rate after the event until at most LEASED_MAX jobs wait, and the seconds to that moment.
 rates() {
-  python3 - "$DATA/$1.csv" "$DATA/$1.events" <<'PY'
+  python3 - "$DATA/$1.csv" "$DATA/$1.events" "$LEASED_MAX" <<'PY'
 import csv, sys
 rows = [(float(r["unix_seconds"]), int(r["succeeded"]), int(r["waiting"])) for r in csv.DictReader(open(sys.argv[1]))]
 ev = dict(l.split() for l in open(sys.argv[2]))
@@ -107,9 +112,9 @@ def at(t):  # succeeded at time t, from the nearest sample at or before it
 end = next((u for (u, s, _) in rows if s - base >= 20000), rows[-1][0])
 before = (at(t1) - base) / (t1 - t0)
 after = (base + 20000 - at(t1)) / (end - t1) if end > t1 else float("nan")
-# Until no more than one replica's lease (concurrency 2 + prefetch 64) waits: the rate without
-# the wait for a rescue.
-t66, s66 = next(((u, s) for (u, s, w) in rows if u > t1 and w <= 66), (end, base + 20000))
+# Until no more than one replica's leases (LEASED_MAX) wait: the rate without the wait for a
+# rescue.
+t66, s66 = next(((u, s) for (u, s, w) in rows if u > t1 and w <= int(sys.argv[3])), (end, base + 20000))
 live = (s66 - at(t1)) / (t66 - t1) if t66 > t1 else float("nan")
 print(f"{before:.0f} {after:.0f} {end - t0:.1f} {end - t1:.1f} {live:.0f} {t66 - t1:.1f}")
 PY
@@ -136,7 +141,7 @@ kill -KILL "${REPLICA_PIDS[2]}"; wait "${REPLICA_PIDS[2]}" 2>/dev/null || true
 REPLICA_PIDS=("${REPLICA_PIDS[@]:0:2}") # stop_replicas must not signal the dead one's PID again
 wait "$WATCH_PID" || echo "KILL: the backlog did not drain (see $DATA/kill.json)"
 read -r before after total tail live t66 <<<"$(rates kill)"
-echo "KILL 20,000 backlog: 3 replicas ${before} jobs/s; after kill -9 of one, 2 replicas ${live} jobs/s until at most 66 waited (${t66}s after the kill), the last job (one the dead replica had leased, rescued after jobs.rescue_after 5s) ${tail}s after the kill; drained in ${total}s"
+echo "KILL 20,000 backlog: 3 replicas ${before} jobs/s; after kill -9 of one, 2 replicas ${live} jobs/s until at most ${LEASED_MAX} waited (${t66}s after the kill), the last job (one the dead replica had leased, rescued after jobs.rescue_after 5s) ${tail}s after the kill; drained in ${total}s"
 echo "  succeeded $(succeeded_now) of 20000; $(psql_c "SELECT count(*) FROM tandem_jobs WHERE attempted_by ? 'kill-3'") attempted by the killed replica, $(psql_c "SELECT count(*) FROM tandem_jobs WHERE attempt > 1") with more than one attempt"
 stop_replicas
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
