@@ -259,7 +259,7 @@ func runQueues(ctx context.Context, args, env []string, stdout, stderr io.Writer
 var poolCols = []string{"pool", "size", "running", "waiting", "backlog", "rejected", "pinned"}
 
 func runPools(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("pools", "[show] | resize http|jobs N | unpin http|jobs", stderr)
+	fs := newFlagSet("pools", "[show] | resize http|jobs N|auto | unpin http|jobs", stderr)
 	c := addClientFlags(fs, env)
 	backlog := fs.Int("backlog", -1, "resize: also set the backlog (http pool)")
 	if err := parseFlags(fs, args); err != nil {
@@ -271,7 +271,7 @@ func runPools(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	}
 	want := map[string]int{"show": 1, "resize": 3, "unpin": 2}[verb]
 	if fs.NArg() > want || (verb != "show" && fs.NArg() != want) {
-		return usageError{errors.New("usage: tandem pools [show] | resize http|jobs N | unpin http|jobs")}
+		return usageError{errors.New("usage: tandem pools [show] | resize http|jobs N|auto | unpin http|jobs")}
 	}
 	if err := c.resolve(); err != nil {
 		return err
@@ -299,11 +299,15 @@ func runPools(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 			return rows(w, poolCols, objs...)
 		})
 	case "resize":
-		n, err := strconv.Atoi(fs.Arg(2))
-		if err != nil {
-			return usageError{fmt.Errorf("size %q is not a whole number", fs.Arg(2))}
+		var size any = "auto" // derived from the CPU limit again, and following it
+		if fs.Arg(2) != "auto" {
+			n, err := strconv.Atoi(fs.Arg(2))
+			if err != nil {
+				return usageError{fmt.Errorf(`size %q is not a whole number or "auto"`, fs.Arg(2))}
+			}
+			size = n
 		}
-		body := map[string]any{"size": n}
+		body := map[string]any{"size": size}
 		if *backlog >= 0 {
 			body["backlog"] = *backlog
 		}

@@ -161,7 +161,7 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		BodyTimeout: cfg.Server.BodyTimeout, ShutdownDelay: cfg.Server.ShutdownDelay,
 		AccessLog: accessLog(cfg.Log.Access), SlowRequest: cfg.Log.SlowRequest,
 		DemoRoutes: cfg.Server.DemoRoutes, Logger: log, Version: version,
-		Sizing: lim.info, MetricsAuth: cfg.Admin.MetricsAuth,
+		Sizing: lim.info, AutoSize: lim.backToAuto, MetricsAuth: cfg.Admin.MetricsAuth,
 		Middleware: []func(http.Handler) http.Handler{mx.Middleware}, Metrics: mx.Handler(), OnShed: mx.Shed,
 		Resizer: sizes, Admitted: admitted, UI: web.Handler(),
 	})

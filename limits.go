@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -116,19 +117,47 @@ func (l *limits) followed(ctx context.Context, old, new sizing.Resources) {
 // resizeConfigured applies a reloaded size of pool name: n, or for auto (0) the derived size,
 // which then follows the limits again.
 func (l *limits) resizeConfigured(ctx context.Context, name string, n int) error {
+	_, err := l.resizeTo(ctx, name, n, resize.Reload)
+	return err
+}
+
+// backToAuto is the admin API's {"size": "auto"} (server.Options.AutoSize): pool name gets the
+// size derived from the limits again and follows them from then on. An autoscaled pool is refused:
+// its controller owns its size (unpin hands it back).
+func (l *limits) backToAuto(ctx context.Context, name string, attrs ...slog.Attr) (int, error) {
+	if l.sizes.Autoscaled(name) {
+		return 0, fmt.Errorf("%w: pool %s is autoscaled; unpin it to hand it back to its autoscaler", errAutoscaled, name)
+	}
+	old, err := l.resizeTo(ctx, name, 0, resize.Admin, attrs...)
+	if err != nil {
+		return 0, err
+	}
+	size, _ := l.sizes.Size(name)
+	l.log.LogAttrs(ctx, slog.LevelInfo, "pool size back on auto",
+		append([]slog.Attr{slog.String("pool", name), slog.Int("old", old), slog.Int("new", size)}, attrs...)...)
+	return old, nil
+}
+
+// errAutoscaled: size auto asked of a pool an autoscaler runs.
+var errAutoscaled = errors.New("no auto size")
+
+// resizeTo sets pool name to n on behalf of by, or for n = 0 to the size derived from the limits,
+// which it then follows; it returns the size it had.
+func (l *limits) resizeTo(ctx context.Context, name string, n int, by resize.Source, attrs ...slog.Attr) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	auto := n == 0
 	if auto {
 		n = autoSize(name, l.rt.GOMAXPROCS)
 	}
-	if _, err := l.sizes.Resize(ctx, name, n, resize.Reload); err != nil {
-		return err
+	old, err := l.sizes.Resize(ctx, name, n, by, attrs...)
+	if err != nil {
+		return 0, err
 	}
 	if auto {
-		return l.sizes.Follow(name)
+		return old, l.sizes.Follow(name)
 	}
-	return nil
+	return old, nil
 }
 
 // gomaxprocs is the GOMAXPROCS tandem set (the jobs autoscaler's CPU budget).

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
@@ -157,6 +158,31 @@ func TestLimitsLeaveWhatWasSet(t *testing.T) {
 		}
 		if err := l.resizeConfigured(ctx, "jobs", 4); err != nil || b.sizes.Follows("jobs") {
 			t.Fatalf("reload to 4: err %v, follows %v", err, b.sizes.Follows("jobs"))
+		}
+	})
+	t.Run("admin resize, then admin back to auto", func(t *testing.T) {
+		l, b := setupLimits(t, Config{}, nil)
+		if _, err := b.sizes.Resize(ctx, "http", 9, resize.Admin); err != nil {
+			t.Fatal(err)
+		}
+		l.followed(ctx, twoCPUs, oneCPU)
+		if b.http.Size() != 9 {
+			t.Fatalf("after 2 -> 1: threads %d, admin said 9", b.http.Size())
+		}
+		old, err := l.backToAuto(ctx, "http", slog.String("remote", "test"))
+		if err != nil || old != 9 || b.http.Size() != 3 || !b.sizes.Follows("http") || b.sizes.SetBy("http") != resize.Auto {
+			t.Fatalf("back to auto: old %d, err %v, threads %d, follows %v, set by %q", old, err, b.http.Size(), b.sizes.Follows("http"), b.sizes.SetBy("http"))
+		}
+		if !strings.Contains(b.logs.String(), `"msg":"pool size back on auto","pool":"http","old":9,"new":3,"remote":"test"`) {
+			t.Errorf("no audit line for it:\n%s", b.logs.String())
+		}
+		l.followed(ctx, oneCPU, twoCPUs)
+		if b.http.Size() != 5 {
+			t.Fatalf("after 1 -> 2: threads %d, want 5 (following again)", b.http.Size())
+		}
+		b.sizes.Controller("jobs") // an autoscaler runs it: its size is the controller's
+		if _, err := l.backToAuto(ctx, "jobs"); !errors.Is(err, errAutoscaled) || b.jobs.Size() != 2 {
+			t.Fatalf("auto of an autoscaled pool: %v, concurrency %d", err, b.jobs.Size())
 		}
 	})
 }

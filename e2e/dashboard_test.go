@@ -230,6 +230,21 @@ func TestDashboardEndToEnd(t *testing.T) {
 	if pools["jobs"].Size != 5 {
 		t.Fatalf("GET /admin/pools says jobs size %d after the UI resized it to 5", pools["jobs"].Size)
 	}
+	// Back to auto: the card offers it for a size an operator set, and then says the size follows
+	// the CPU limit.
+	do(t, ctx, chromedp.Click(chromedp.CSS("#auto-jobs")))
+	waitJS(t, ctx, "the jobs pool back on auto", `!!document.querySelector('#follows-jobs') && !document.querySelector('#auto-jobs')`)
+	var auto map[string]struct {
+		Size          int
+		SizeSource    string `json:"size_source"`
+		FollowsLimits bool   `json:"follows_limits"`
+	}
+	tu.api(t, "GET", tu.admin+"/admin/pools", nil, &auto)
+	if j := auto["jobs"]; !j.FollowsLimits || j.SizeSource != "auto" {
+		t.Fatalf("GET /admin/pools after the UI put jobs back on auto: %+v", j)
+	}
+	do(t, ctx, typeSize("5")...) // the size the later steps look for
+	waitJS(t, ctx, "the size set again", `document.querySelector('#pool-jobs .size')?.textContent === '5' && !!document.querySelector('#auto-jobs')`)
 
 	// Pause the queue.
 	waitJS(t, ctx, "the queue row", `!!document.querySelector('#pause-default')`)

@@ -114,6 +114,14 @@ func TestOperateUnderLoad(t *testing.T) {
 	if r := cli("pools", "resize", "http", "0"); r.code != 1 || !strings.Contains(r.stderr, "400") {
 		t.Fatalf("resize to 0: %+v", r)
 	}
+	// Back to auto: the size derived from the CPU limit, following it again; refused for the
+	// autoscaled pool, whose size is its controller's.
+	if r := cli("pools", "resize", "jobs", "auto", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"follows_limits": true`) || !strings.Contains(r.stdout, `"size_source": "auto"`) {
+		t.Fatalf("resize jobs auto: %+v", r)
+	}
+	if r := cli("pools", "resize", "http", "auto"); r.code != 1 || !strings.Contains(r.stderr, "autoscaled") {
+		t.Fatalf("resize http auto (autoscaled): %+v", r)
+	}
 	close(stop)
 	wg.Wait()
 	if bad.Load() != 0 || okN.Load() == 0 || len(ids) == 0 {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -207,8 +208,25 @@ func (s *Server) lookupPool(w http.ResponseWriter, r *http.Request) (string, *po
 	return name, p, ok
 }
 
-// resizePool applies {"size": N} and/or {"backlog": N}. Everything is checked before anything
-// changes, so a bad field changes nothing.
+// poolSize is a resize's size: a whole number, or "auto" (Options.AutoSize).
+type poolSize struct {
+	n    int
+	auto bool
+}
+
+func (p *poolSize) UnmarshalJSON(b []byte) error {
+	if string(b) == `"auto"` {
+		p.auto = true
+		return nil
+	}
+	if err := json.Unmarshal(b, &p.n); err != nil {
+		return errors.New(`must be a whole number or "auto"`)
+	}
+	return nil
+}
+
+// resizePool applies {"size": N or "auto"} and/or {"backlog": N}. Everything is checked before
+// anything changes, so a bad field changes nothing.
 func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
 	name, p, ok := s.lookupPool(w, r)
 	if !ok {
@@ -220,8 +238,8 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
 	}
 	// Pointers tell a field left out from 0; a null, a duplicate or an unknown field is refused.
 	var req struct {
-		Size    *int `json:"size"`
-		Backlog *int `json:"backlog"`
+		Size    *poolSize `json:"size"`
+		Backlog *int      `json:"backlog"`
 	}
 	fields := map[string]string{}
 	if field, err := decodeStrict(body, &req); err != nil {
@@ -231,14 +249,27 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
 			msg += " (size, backlog)"
 		case field == "body":
 			msg += `: send a JSON object like {"size": 8}`
+		case field == "size" && !errors.Is(err, strictjson.ErrNull) && !errors.Is(err, strictjson.ErrDuplicateKey):
+			// What poolSize takes, and what it got: the decoder would name a Go kind.
+			msg = `must be a whole number or "auto"`
+			var raw struct {
+				Size json.RawMessage `json:"size"`
+			}
+			if json.Unmarshal(body, &raw) == nil && len(raw.Size) > 0 && len(raw.Size) <= 40 {
+				msg += ", got " + string(raw.Size)
+			}
 		}
 		fields[field] = msg
 	} else {
 		if req.Size == nil && req.Backlog == nil {
 			fields["size"] = "give size and/or backlog"
 		}
-		if req.Size != nil && pool.ValidateSize(*req.Size) != nil {
-			fields["size"] = fmt.Sprintf("must be between 1 and %d, got %d", pool.MaxSize, *req.Size)
+		switch {
+		case req.Size == nil:
+		case req.Size.auto && s.opts.AutoSize == nil:
+			fields["size"] = "auto is not available here: give a whole number"
+		case !req.Size.auto && pool.ValidateSize(req.Size.n) != nil:
+			fields["size"] = fmt.Sprintf(`must be between 1 and %d, or "auto", got %d`, pool.MaxSize, req.Size.n)
 		}
 		switch {
 		case req.Backlog == nil:
@@ -254,8 +285,14 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Size != nil {
 		// The one door: it validates, applies (the jobs pool wakes its dispatcher), pins an
-		// autoscaled pool and writes the audit line.
-		if _, err := s.opts.Resizer.Resize(r.Context(), name, *req.Size, resize.Admin, auditAttrs(r)...); err != nil {
+		// autoscaled pool and writes the audit line. Auto goes through it too.
+		var err error
+		if req.Size.auto {
+			_, err = s.opts.AutoSize(r.Context(), name, auditAttrs(r)...)
+		} else {
+			_, err = s.opts.Resizer.Resize(r.Context(), name, req.Size.n, resize.Admin, auditAttrs(r)...)
+		}
+		if err != nil {
 			badRequest(w, err.Error(), map[string]string{"size": err.Error()})
 			return
 		}

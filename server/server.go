@@ -104,6 +104,11 @@ type Options struct {
 	Version string
 	// Sizing reports what the process derived from its limits. Optional.
 	Sizing func() SizingInfo
+	// AutoSize puts a pool's size back on auto (PUT /admin/pools/{name} {"size": "auto"}): the
+	// size derived from the CPU limit again, following it from then on, as a reload back to auto
+	// does; attrs go on its audit line. It returns the size the pool had. Optional: without it
+	// size auto is refused (400).
+	AutoSize func(ctx context.Context, pool string, attrs ...slog.Attr) (int, error)
 	// Middleware wraps every request of both routers, outermost first (metrics). Optional.
 	Middleware []func(http.Handler) http.Handler
 	// Admitted wraps each request of the main router after admission, on the worker that runs it

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -85,9 +88,11 @@ func TestResizeSaysOneThing(t *testing.T) {
 		{`{"size":null}`, "size", "must not be null"},
 		{`{"size":2,"size":3}`, "size", "duplicate key"},
 		{`{"backlog":8,"Backlog":9}`, "Backlog", "unknown field (size, backlog)"},
-		{`{"size":2.5}`, "size", "must be an integer, got 2.5"},
-		{`{"size":"eight"}`, "size", "must be an integer, got string"},
-		{`{"size":0}`, "size", "must be between 1 and 4096, got 0"},
+		{`{"size":2.5}`, "size", `must be a whole number or "auto", got 2.5`},
+		{`{"size":"eight"}`, "size", `must be a whole number or "auto", got "eight"`},
+		{`{"size":[8]}`, "size", `must be a whole number or "auto", got [8]`},
+		{`{"size":0}`, "size", `must be between 1 and 4096, or "auto", got 0`},
+		{`{"size":"auto"}`, "size", "auto is not available here: give a whole number"}, // no AutoSize
 		{`{}`, "size", "give size and/or backlog"},
 		{`[8]`, "body", `must be an object, got array: send a JSON object like {"size": 8}`},
 	} {
@@ -101,6 +106,34 @@ func TestResizeSaysOneThing(t *testing.T) {
 	}
 	if code, _, out := b.do(t, "PUT", b.adminURL+"/admin/pools/http", `{"backlog":0}`, jsonHdr); code != http.StatusOK || b.threads.Stats().Backlog != 0 {
 		t.Fatalf("backlog 0, said outright: %d %s", code, out)
+	}
+}
+
+// TestResizeAuto: {"size": "auto"} goes to Options.AutoSize with the request's audit attributes,
+// and answers with the pool as it left it; an error of AutoSize is a 400 naming size.
+func TestResizeAuto(t *testing.T) {
+	var asked []string
+	var attrs int
+	b := setup(t, func(o *Options) {
+		o.AutoSize = func(_ context.Context, name string, a ...slog.Attr) (int, error) {
+			asked = append(asked, name)
+			attrs = len(a)
+			if name == "jobs" {
+				return 0, errors.New("pool jobs is autoscaled")
+			}
+			return o.Threads.Tune(3)
+		}
+	}, nil)
+	code, _, out := b.do(t, "PUT", b.adminURL+"/admin/pools/http", `{"size":"auto","backlog":7}`, jsonHdr)
+	if code != http.StatusOK || b.threads.Size() != 3 || b.threads.Stats().Backlog != 7 || len(asked) != 1 || asked[0] != "http" || attrs == 0 {
+		t.Fatalf("auto: %d %s, size %d, asked %v with %d attrs", code, out, b.threads.Size(), asked, attrs)
+	}
+	if p := decodeJSON[struct{ Size int }](t, "pool", out); p.Size != 3 {
+		t.Fatalf("answer %s, want the pool at size 3", out)
+	}
+	code, _, out = b.do(t, "PUT", b.adminURL+"/admin/pools/jobs", `{"size":"auto"}`, jsonHdr)
+	if e := decodeJSON[errorBody](t, "error", out); code != http.StatusBadRequest || !strings.Contains(e.Fields["size"], "autoscaled") {
+		t.Fatalf("auto refused: %d %s, want 400 naming size", code, out)
 	}
 }
 

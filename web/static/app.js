@@ -152,12 +152,25 @@ function renderPools(pools) {
     if (!c.editing && document.activeElement !== c.input) c.input.value = p.size; // never under the operator's typing
     c.err.textContent = poolErrors[name] || '';
     c.chart.replaceChildren(sparkline(history[name], 'running', max));
-    const pinState = p.autoscale ? (p.pinned ? 'pinned' : 'auto') : 'none';
+    // Who owns the size: an autoscaler (pinned or not), the CPU limit (auto), or an operator, who
+    // can hand it back to the limit.
+    const pinState = p.autoscale ? (p.pinned ? 'pinned' : 'auto') : (p.follows_limits ? 'limits' : 'set');
     if (pinState !== c.pinState) {
       c.pinState = pinState;
-      const pin = pinState === 'pinned'
-        ? el('button', { type: 'button', class: 'link', onclick: async () => { try { await call('DELETE', `/admin/pools/${name}/pin`, {}); refresh(); } catch (e) { handleError(e); } } }, 'pinned — hand back to autoscale')
-        : pinState === 'auto' ? el('span', { class: 'tag' }, 'autoscaling') : '';
+      const act = (method, path, body) => async () => {
+        try { await call(method, path, body); delete poolErrors[name]; } catch (e) {
+          if (e.status === 401 || e.status === 0) return handleError(e);
+          poolErrors[name] = e.message;
+        }
+        refresh();
+      };
+      const pin = {
+        pinned: () => el('button', { type: 'button', class: 'link', onclick: act('DELETE', `/admin/pools/${name}/pin`, {}) }, 'pinned — hand back to autoscale'),
+        auto: () => el('span', { class: 'tag' }, 'autoscaling'),
+        limits: () => el('span', { class: 'tag', id: `follows-${name}`, title: 'sized from the CPU limit, and following it' }, 'auto'),
+        set: () => el('button', { type: 'button', class: 'link', id: `auto-${name}`, title: 'size it from the CPU limit again, and follow it',
+          onclick: act('PUT', `/admin/pools/${name}`, { size: 'auto' }) }, `set by ${p.size_source} — back to auto`),
+      }[pinState]();
       c.title.replaceChildren(name, ' ', pin);
     }
   }
