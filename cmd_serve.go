@@ -132,6 +132,9 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		return err
 	}
 	lim.gc = gc
+	if len(pin) > 0 {
+		lim.repin = jobPool.SetPinCPUs
+	}
 	scalers, admitted, err := startAutoscalers(ctx, cfg, lim.gomaxprocs, sizes, httpPool, runtime, mx, log)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,6 +38,10 @@ type limits struct {
 
 	watcher *sizing.Watcher   // nil until start, and when not watched
 	gc      *sizing.HeapFloor // GOGC, which info reports
+
+	// repin moves the pinned job workers to a new CPU set (pool.Pool.SetPinCPUs); nil when
+	// jobs.pin_cpus is off.
+	repin func(cpus []int) (bool, error)
 
 	mu      sync.Mutex
 	res     sizing.Resources
@@ -104,8 +109,18 @@ func (l *limits) followed(ctx context.Context, old, new sizing.Resources) {
 	l.log.LogAttrs(ctx, slog.LevelInfo, "limits changed", derivedGroup("old", before), derivedGroup("new", after),
 		slog.String("gomaxprocs_source", l.rt.GOMAXPROCSSource), slog.String("gomemlimit_source", l.rt.GOMEMLIMITSource),
 		slog.String("threads_source", string(l.sizes.SetBy("http"))), slog.String("concurrency_source", string(l.sizes.SetBy("jobs"))))
+	cpusMoved := !slices.Equal(old.AllowedCPUs, new.AllowedCPUs)
+	if cpusMoved && l.repin != nil && len(new.AllowedCPUs) > 0 {
+		// The container's CPU set changed (a cpuset resize): pinned workers move to the new one
+		// at their next job, rather than keep the CPUs of the start.
+		if ok, err := l.repin(new.AllowedCPUs); err != nil {
+			l.log.Warn("limits changed: job workers not re-pinned", "cpus", new.AllowedCPUs, "err", err)
+		} else if ok {
+			l.log.Info("job workers re-pinned", "old_cpus", old.AllowedCPUs, "cpus", new.AllowedCPUs)
+		}
+	}
 	if l.onChange != nil {
-		if old.CPUQuota != new.CPUQuota || old.CPUs != new.CPUs || old.CPUsAllowed != new.CPUsAllowed {
+		if old.CPUQuota != new.CPUQuota || old.CPUs != new.CPUs || old.CPUsAllowed != new.CPUsAllowed || cpusMoved {
 			l.onChange("cpu")
 		}
 		if old.MemoryLimit != new.MemoryLimit {

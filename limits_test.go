@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -185,6 +186,31 @@ func TestLimitsLeaveWhatWasSet(t *testing.T) {
 			t.Fatalf("auto of an autoscaled pool: %v, concurrency %d", err, b.jobs.Size())
 		}
 	})
+}
+
+// TestLimitsRepin: a change of the CPU set moves the pinned job workers to the new one (once per
+// change, with a log line), and a change that keeps the set does not.
+func TestLimitsRepin(t *testing.T) {
+	l, b := setupLimits(t, Config{}, nil)
+	var got [][]int
+	l.repin = func(cpus []int) (bool, error) { got = append(got, cpus); return true, nil }
+	ctx := context.Background()
+	l.followed(ctx, twoCPUs, oneCPU) // the quota only: the same CPUs
+	if len(got) != 0 {
+		t.Fatalf("re-pinned for a quota change: %v", got)
+	}
+	moved := oneCPU
+	moved.AllowedCPUs, moved.CPUsAllowed = []int{1}, 1
+	l.followed(ctx, oneCPU, moved)
+	if len(got) != 1 || len(got[0]) != 1 || got[0][0] != 1 {
+		t.Fatalf("re-pinned to %v, want once to [1]", got)
+	}
+	if !strings.Contains(b.logs.String(), `"msg":"job workers re-pinned","old_cpus":[0,1],"cpus":[1]`) {
+		t.Errorf("no re-pin line:\n%s", b.logs.String())
+	}
+	if !slices.Contains(b.counted, "cpu") {
+		t.Errorf("the CPU set's change was not counted: %v", b.counted)
+	}
 }
 
 // TestLimitsMemory: a GOMEMLIMIT derived from the memory limit follows it, and goes back to Go's

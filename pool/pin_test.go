@@ -138,3 +138,78 @@ func TestShrinkReleasesPinnedThreads(t *testing.T) {
 		t.Fatal("the one worker left is not pinned")
 	}
 }
+
+// TestSetPinCPUsMovesWorkers: after SetPinCPUs, the workers' threads (the same threads, not new
+// ones) run their next tasks on the new CPUs.
+func TestSetPinCPUsMovesWorkers(t *testing.T) {
+	cpus, err := sizing.Affinity()
+	if err != nil || len(cpus) < 2 {
+		t.Skipf("needs two CPUs in the affinity mask, have %v (%v)", cpus, err)
+	}
+	first, second := cpus[:1], cpus[1:2]
+	p, err := New(Options{Name: "pinned", Size: 2, PinCPUs: first, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(context.Background())
+	on := func() map[int][]int { // thread -> its affinity, as each of 2 concurrent tasks saw it
+		got := map[int][]int{}
+		var mu sync.Mutex
+		var started, done sync.WaitGroup
+		started.Add(2)
+		done.Add(2)
+		all := make(chan struct{})
+		for range 2 {
+			if err := p.Submit(context.Background(), func() {
+				defer done.Done()
+				tid := Gettid()
+				a, err := ThreadAffinity(tid)
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				got[tid] = a
+				mu.Unlock()
+				started.Done()
+				<-all
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		started.Wait()
+		close(all)
+		done.Wait()
+		tandemtest.WaitFor(t, "the tasks' slots back", func() bool { return p.Running() == 0 })
+		return got
+	}
+	before := on()
+	for tid, a := range before {
+		if len(a) != 1 || a[0] != first[0] {
+			t.Fatalf("thread %d on %v before, want %v", tid, a, first)
+		}
+	}
+	if ok, err := p.SetPinCPUs(second); !ok || err != nil {
+		t.Fatalf("SetPinCPUs = %v, %v", ok, err)
+	}
+	after := on()
+	same := 0
+	for tid, a := range after {
+		if len(a) != 1 || a[0] != second[0] {
+			t.Fatalf("thread %d on %v after SetPinCPUs(%v)", tid, a, second)
+		}
+		if _, ok := before[tid]; ok {
+			same++
+		}
+	}
+	if same == 0 {
+		t.Errorf("no worker thread of before ran again (before %v, after %v): moved by replacing them?", before, after)
+	}
+	if ok, err := p.SetPinCPUs(nil); ok || err == nil {
+		t.Errorf("SetPinCPUs(nil) = %v, %v; want refused", ok, err)
+	}
+	unpinned, _ := New(Options{Name: "free", Size: 1})
+	defer unpinned.Release(context.Background())
+	if ok, err := unpinned.SetPinCPUs(second); ok || err != nil {
+		t.Errorf("SetPinCPUs on an unpinned pool = %v, %v; want false, nil", ok, err)
+	}
+}

@@ -24,13 +24,14 @@ import (
 // that frees their slot, so a task that takes the slot is handed to one of them (claim) instead of
 // starting a worker beyond the size.
 type pinner struct {
-	cpus []int
 	next atomic.Uint64
-	free []int // the CPUs an unpinned thread may use, restored on the main thread when it retires
+	gen  atomic.Uint64 // the CPU set's generation (setCPUs): a worker pinned for an older one moves
 	log  *slog.Logger
 	work chan func() // a task handed to an idle worker that claim counted
 
 	mu     sync.Mutex
+	cpus   []int         // the CPUs workers are pinned to, round-robin
+	free   []int         // the CPUs an unpinned thread may use, restored on the main thread when it retires
 	pinned map[int]int   // thread id -> CPU, of the pinned workers alive
 	size   int           // the pool's size, as Tune last set it
 	idle   int           // idle workers no task is on its way to: what claim may take
@@ -52,9 +53,12 @@ func newPinner(cpus []int, size int, log *slog.Logger) *pinner {
 // pinnedWorker is the body of a pinned pool's ants task: it pins its thread, runs task and the
 // tasks queued behind it, then waits in park for more until the pool closes or no longer needs it.
 func (p *Pool) pinnedWorker(task func()) {
-	p.pinner.pin()
+	gen := p.pinner.pin()
 	for task != nil {
 		for t := task; t != nil; t = p.next() {
+			if p.pinner.gen.Load() != gen { // the CPU set changed since this thread was pinned
+				gen = p.pinner.place(Gettid())
+			}
 			p.run(t)
 		}
 		task = p.pinner.park()
@@ -62,26 +66,46 @@ func (p *Pool) pinnedWorker(task func()) {
 }
 
 // pin locks the calling worker to its thread for good and pins the thread, unless it is pinned
-// already (a goroutine ants hands a new worker after the pool closed). The thread id is read
-// only once the goroutine is locked: read before, it may be the id of a thread another worker
-// locks and pins in the meantime.
-func (p *pinner) pin() {
+// already (a goroutine ants hands a new worker after the pool closed), and returns the CPU set's
+// generation it pinned for. The thread id is read only once the goroutine is locked: read before,
+// it may be the id of a thread another worker locks and pins in the meantime.
+func (p *pinner) pin() uint64 {
 	runtime.LockOSThread()
 	tid := Gettid()
 	p.mu.Lock()
 	_, done := p.pinned[tid]
 	p.mu.Unlock()
 	if done {
-		return
+		return 0 // place checks it against the CPU set before its next task
 	}
+	return p.place(tid)
+}
+
+// place pins the calling thread (locked, id tid) to the next CPU of the current set, and returns
+// that set's generation.
+func (p *pinner) place(tid int) uint64 {
+	p.mu.Lock()
+	gen := p.gen.Load()
 	cpu := p.cpus[int(p.next.Add(1)-1)%len(p.cpus)]
-	if err := PinThread(cpu); err != nil {
+	p.mu.Unlock()
+	if err := setAffinity([]int{cpu}); err != nil {
 		// Pinning is an optimisation: the job still runs, on a thread locked but not pinned.
 		p.log.Warn("pin worker thread", "cpu", cpu, "err", err)
 	}
 	p.mu.Lock()
 	p.pinned[tid] = cpu
 	p.mu.Unlock()
+	return gen
+}
+
+// setCPUs makes cpus the set workers are pinned to (and an unpinned thread's): each pinned
+// worker moves its thread before its next task; a task running meanwhile ends where it is.
+func (p *pinner) setCPUs(cpus []int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cpus, p.free = append([]int(nil), cpus...), append([]int(nil), cpus...)
+	p.next.Store(0)
+	p.gen.Add(1)
 }
 
 // goingIdle counts a worker whose tasks ran out as idle. next calls it under the pool's lock, in
@@ -142,7 +166,10 @@ func (p *pinner) retire(tid int) {
 	if tid == os.Getpid() {
 		// Go never ends the process's main thread: when its locked goroutine exits it parks it
 		// for good. Unpin it first, so no pinned thread stays behind.
-		if err := setAffinity(p.free); err != nil {
+		p.mu.Lock()
+		free := p.free
+		p.mu.Unlock()
+		if err := setAffinity(free); err != nil {
 			p.log.Warn("unpin the main thread", "err", err)
 		}
 	}

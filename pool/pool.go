@@ -331,6 +331,21 @@ func (p *Pool) Tune(size int) (int, error) {
 	return old, nil
 }
 
+// SetPinCPUs moves a pinned pool's workers to cpus, as when the container's CPU set changed:
+// each worker re-pins its thread, round-robin over cpus, before its next task (a task running
+// meanwhile ends where it is). It reports false, changing nothing, for a pool that pins no
+// worker (Options.PinCPUs empty).
+func (p *Pool) SetPinCPUs(cpus []int) (bool, error) {
+	if p.pinner == nil {
+		return false, nil
+	}
+	if len(cpus) == 0 {
+		return false, errors.New("pool: SetPinCPUs: no CPU to pin to")
+	}
+	p.pinner.setCPUs(cpus)
+	return true, nil
+}
+
 // SetBacklog changes how many callers may wait. Shrinking refuses none already waiting.
 // It returns the old backlog.
 func (p *Pool) SetBacklog(n int) (int, error) {
