@@ -212,6 +212,10 @@ func TestDashboardEndToEnd(t *testing.T) {
 	do(t, ctx, chromedp.Navigate(ui+"#/"))
 	waitJS(t, ctx, "the overview again", `!document.querySelector('#overview').hidden && !!`+tick)
 
+	// The jobs pool says how far it yields to HTTP (jobs.yield_to_http, on by default), and why.
+	waitJS(t, ctx, "the jobs pool's yield line", `!document.querySelector('#yield-jobs')?.hidden && /every worker takes jobs|of \d+ workers take jobs/.test(document.querySelector('#yield-jobs').textContent)`+
+		` && document.querySelector('#yield-jobs').title !== '' && document.querySelector('#yield-http').hidden`)
+
 	// An invalid size shows the API's validation error.
 	typeSize := func(v string) []chromedp.Action[chromedp.Void] {
 		// As an operator would: click into the field, empty it, type. (chromedp.Clear empties only

@@ -123,10 +123,12 @@ function poolCard(name) {
   c.title = el('h3');
   c.backlogStat = stat('backlog', 'backlog');
   c.chart = el('div');
+  // The jobs pool's yield to HTTP (jobs.yield_to_http): how many workers take jobs, and why.
+  c.yieldLine = el('p', { class: 'yield', id: `yield-${name}`, hidden: '' });
   c.root = el('div', { class: 'pool', id: `pool-${name}` }, c.title,
     el('div', { class: 'stats' }, stat('size', 'size'), stat('running', 'running'), stat('waiting', 'waiting'),
       c.backlogStat, stat('rejected', 'rejected')),
-    c.chart, form, c.err);
+    c.yieldLine, c.chart, form, c.err);
   c.pinState = null;
   return c;
 }
@@ -148,6 +150,14 @@ function renderPools(pools) {
       box.insertBefore(c.root, next || null);
     }
     for (const k of ['size', 'running', 'waiting', 'backlog', 'rejected']) c[k].textContent = p[k] ?? '';
+    c.yieldLine.hidden = !p.yield;
+    if (p.yield) {
+      const y = p.yield;
+      c.yieldLine.textContent = (y.limit > 0 ? `yielding to HTTP: ${y.limit} of ${p.size} workers take jobs` : 'HTTP first: every worker takes jobs')
+        + (y.yields ? ` (${y.yields} yield${y.yields === 1 ? '' : 's'} so far)` : '');
+      c.yieldLine.title = y.reason;
+      c.yieldLine.classList.toggle('active', y.limit > 0);
+    }
     c.backlogStat.hidden = p.backlog === undefined;
     if (!c.editing && document.activeElement !== c.input) c.input.value = p.size; // never under the operator's typing
     c.err.textContent = poolErrors[name] || '';
