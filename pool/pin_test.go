@@ -152,34 +152,16 @@ func TestSetPinCPUsMovesWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Release(context.Background())
-	on := func() map[int][]int { // thread -> its affinity, as each of 2 concurrent tasks saw it
+	// on runs 2 tasks at once and returns each one's thread with that thread's CPUs.
+	on := func() map[int][]int {
 		got := map[int][]int{}
-		var mu sync.Mutex
-		var started, done sync.WaitGroup
-		started.Add(2)
-		done.Add(2)
-		all := make(chan struct{})
-		for range 2 {
-			if err := p.Submit(context.Background(), func() {
-				defer done.Done()
-				tid := Gettid()
-				a, err := ThreadAffinity(tid)
-				if err != nil {
-					t.Error(err)
-				}
-				mu.Lock()
-				got[tid] = a
-				mu.Unlock()
-				started.Done()
-				<-all
-			}); err != nil {
+		for _, tid := range runPinned(t, p, 2) {
+			a, err := ThreadAffinity(tid)
+			if err != nil {
 				t.Fatal(err)
 			}
+			got[tid] = a
 		}
-		started.Wait()
-		close(all)
-		done.Wait()
-		tandemtest.WaitFor(t, "the tasks' slots back", func() bool { return p.Running() == 0 })
 		return got
 	}
 	before := on()
