@@ -120,7 +120,7 @@ func (l *limits) followed(ctx context.Context, old, new sizing.Resources) {
 		}
 	}
 	if l.onChange != nil {
-		if old.CPUQuota != new.CPUQuota || old.CPUs != new.CPUs || old.CPUsAllowed != new.CPUsAllowed || cpusMoved {
+		if old.CPUQuota != new.CPUQuota || old.CPUs != new.CPUs || cpusMoved { // CPUsAllowed is len(AllowedCPUs)
 			l.onChange("cpu")
 		}
 		if old.MemoryLimit != new.MemoryLimit {
@@ -132,7 +132,7 @@ func (l *limits) followed(ctx context.Context, old, new sizing.Resources) {
 // resizeConfigured applies a reloaded size of pool name: n, or for auto (0) the derived size,
 // which then follows the limits again.
 func (l *limits) resizeConfigured(ctx context.Context, name string, n int) error {
-	_, err := l.resizeTo(ctx, name, n, resize.Reload)
+	_, _, err := l.resizeTo(ctx, name, n, resize.Reload)
 	return err
 }
 
@@ -143,11 +143,10 @@ func (l *limits) backToAuto(ctx context.Context, name string, attrs ...slog.Attr
 	if l.sizes.Autoscaled(name) {
 		return 0, fmt.Errorf("%w: pool %s is autoscaled; unpin it to hand it back to its autoscaler", errAutoscaled, name)
 	}
-	old, err := l.resizeTo(ctx, name, 0, resize.Admin, attrs...)
+	old, size, err := l.resizeTo(ctx, name, 0, resize.Admin, attrs...)
 	if err != nil {
 		return 0, err
 	}
-	size, _ := l.sizes.Size(name)
 	l.log.LogAttrs(ctx, slog.LevelInfo, "pool size back on auto",
 		append([]slog.Attr{slog.String("pool", name), slog.Int("old", old), slog.Int("new", size)}, attrs...)...)
 	return old, nil
@@ -157,22 +156,21 @@ func (l *limits) backToAuto(ctx context.Context, name string, attrs ...slog.Attr
 var errAutoscaled = errors.New("no auto size")
 
 // resizeTo sets pool name to n on behalf of by, or for n = 0 to the size derived from the limits,
-// which it then follows; it returns the size it had.
-func (l *limits) resizeTo(ctx context.Context, name string, n int, by resize.Source, attrs ...slog.Attr) (int, error) {
+// which it then follows; it returns the size it had and the size it set.
+func (l *limits) resizeTo(ctx context.Context, name string, n int, by resize.Source, attrs ...slog.Attr) (old, size int, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	auto := n == 0
 	if auto {
 		n = autoSize(name, l.rt.GOMAXPROCS)
 	}
-	old, err := l.sizes.Resize(ctx, name, n, by, attrs...)
-	if err != nil {
-		return 0, err
+	if old, err = l.sizes.Resize(ctx, name, n, by, attrs...); err != nil {
+		return 0, 0, err
 	}
 	if auto {
-		return old, l.sizes.Follow(name)
+		err = l.sizes.Follow(name)
 	}
-	return old, nil
+	return old, n, err
 }
 
 // gomaxprocs is the GOMAXPROCS tandem set (the jobs autoscaler's CPU budget).

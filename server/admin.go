@@ -220,7 +220,11 @@ func (p *poolSize) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	if err := json.Unmarshal(b, &p.n); err != nil {
-		return errors.New(`must be a whole number or "auto"`)
+		msg := `must be a whole number or "auto"`
+		if len(b) <= 40 {
+			msg += ", got " + string(b)
+		}
+		return strictjson.ValueError(msg)
 	}
 	return nil
 }
@@ -249,15 +253,6 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) {
 			msg += " (size, backlog)"
 		case field == "body":
 			msg += `: send a JSON object like {"size": 8}`
-		case field == "size" && !errors.Is(err, strictjson.ErrNull) && !errors.Is(err, strictjson.ErrDuplicateKey):
-			// What poolSize takes, and what it got: the decoder would name a Go kind.
-			msg = `must be a whole number or "auto"`
-			var raw struct {
-				Size json.RawMessage `json:"size"`
-			}
-			if json.Unmarshal(body, &raw) == nil && len(raw.Size) > 0 && len(raw.Size) <= 40 {
-				msg += ", got " + string(raw.Size)
-			}
 		}
 		fields[field] = msg
 	} else {

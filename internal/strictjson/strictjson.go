@@ -35,6 +35,13 @@ var (
 	ErrNull = errors.New("must not be null")
 )
 
+// ValueError is what a type's own UnmarshalJSON returns to say, in the API's words, what is
+// wrong with a value it refused (`must be a whole number or "auto", got 2.5`): Decode returns it
+// as the field's error, where it would otherwise name the Go type's kind.
+type ValueError string
+
+func (e ValueError) Error() string { return string(e) }
+
 var rawMessage = reflect.TypeFor[json.RawMessage]()
 
 // refuseNull is consulted for every value: it refuses a JSON null unless the target can hold
@@ -73,11 +80,14 @@ func Decode(data []byte, v any) (field string, err error) {
 	switch {
 	case errors.As(err, &se):
 		field = fieldName(data, se.JSONPointer)
+		var ve ValueError
 		switch {
 		case errors.Is(se.Err, jsonv2.ErrUnknownName):
 			return field, ErrUnknownField
 		case errors.Is(se.Err, ErrNull):
 			return field, ErrNull
+		case errors.As(se.Err, &ve):
+			return field, ve
 		case se.GoType != nil && se.JSONKind != 0:
 			return field, typeError(se)
 		}

@@ -18,8 +18,9 @@
 // advisory lock per queue around capped leases) and max_pending (exact near the limit, under an
 // advisory lock) hold across every process. A commit that made jobs ready sends
 // pg_notify('tandem_jobs', 'N:queue') with how many, a resume the queue's name alone; each Store
-// listens on its own connection and wakes the runtime (Changes). Ready and Paused answer from an in-memory estimate, refreshed by the
-// store's own commits, by notifications and by a recount every PollInterval.
+// listens on its own connection and wakes the runtime (Changes). Ready and Paused answer from an
+// in-memory estimate, refreshed by the store's own commits, by notifications and by a recount
+// every PollInterval.
 //
 // # Caveats
 //
